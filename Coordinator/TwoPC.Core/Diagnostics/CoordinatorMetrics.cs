@@ -1,0 +1,43 @@
+using System.Diagnostics.Metrics;
+
+namespace TwoPC.Diagnostics;
+
+/// <summary>Instruments of the coordinator (meter <see cref="TwoPCTelemetry.MeterName"/>).</summary>
+internal sealed class CoordinatorMetrics
+{
+    public CoordinatorMetrics(Meter meter, Func<int> inDoubt, Func<int> heuristics)
+    {
+        Begun = meter.CreateCounter<long>("twopc.transactions.begun", "{transaction}", "Global transactions begun.");
+        Committed = meter.CreateCounter<long>("twopc.transactions.committed", "{transaction}", "Global transactions committed.");
+        RolledBack = meter.CreateCounter<long>("twopc.transactions.rolled_back", "{transaction}", "Global transactions rolled back.");
+        Heuristic = meter.CreateCounter<long>("twopc.transactions.heuristic", "{transaction}", "Global transactions that ended with a heuristic outcome.");
+        OrphansRolledBack = meter.CreateCounter<long>("twopc.recovery.orphans_rolled_back", "{branch}", "In-doubt branches rolled back by recovery (presumed abort).");
+        RecoveredCommits = meter.CreateCounter<long>("twopc.recovery.commits", "{branch}", "In-doubt branches committed by recovery from a logged decision.");
+        PrepareDuration = meter.CreateHistogram<double>("twopc.prepare.duration", "s", "Phase 1: from commit called to the last vote.");
+        DecisionDuration = meter.CreateHistogram<double>("twopc.decision.duration", "s", "Time to force the commit decision to the log.");
+        CommitDuration = meter.CreateHistogram<double>("twopc.phase2.duration", "s", "Phase 2: from the decision to the last acknowledgement.");
+        TransactionDuration = meter.CreateHistogram<double>("twopc.transaction.duration", "s", "From commit called to the outcome.");
+        meter.CreateObservableGauge("twopc.transactions.in_doubt", inDoubt, "{transaction}", "Committed decisions whose phase 2 is not finished, plus in-doubt branches recovery left alone.");
+        meter.CreateObservableGauge("twopc.transactions.heuristics", heuristics, "{transaction}", "Heuristic outcomes not yet forgotten by an operator.");
+    }
+
+    public Counter<long> Begun { get; }
+
+    public Counter<long> Committed { get; }
+
+    public Counter<long> RolledBack { get; }
+
+    public Counter<long> Heuristic { get; }
+
+    public Counter<long> OrphansRolledBack { get; }
+
+    public Counter<long> RecoveredCommits { get; }
+
+    public Histogram<double> PrepareDuration { get; }
+
+    public Histogram<double> DecisionDuration { get; }
+
+    public Histogram<double> CommitDuration { get; }
+
+    public Histogram<double> TransactionDuration { get; }
+}

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
+using TwoPC.Diagnostics;
+using TwoPC.Participants;
+using TwoPC.Transactions;
+
+namespace TwoPC.Protocol;
+
+/// <summary>
+/// Phase-2 calls to resources, wrapped in Polly pipelines: commit retries with capped exponential
+/// backoff and jitter for as long as the decision stands (only shutdown stops it); rollback is tried
+/// a few times and then left to recovery, which presumed abort makes safe. Every attempt has a timeout.
+/// </summary>
+internal sealed class BranchCalls
+{
+    private static readonly ResiliencePropertyKey<BranchCall> CallKey = new("twopc.branch-call");
+
+    private readonly ResiliencePipeline<BranchOutcome> _untilDone;
+    private readonly ResiliencePipeline<BranchOutcome> _bounded;
+    private readonly ILogger _logger;
+
+    public BranchCalls(TransactionCoordinatorOptions options, ILogger logger, TimeProvider timeProvider)
+    {
+        _logger = logger;
+        _untilDone = Build(options, int.MaxValue, timeProvider);
+        _bounded = Build(options, options.RollbackAttempts - 1, timeProvider);
+    }
+
+    /// <summary>Commits a prepared branch, retrying until the resource answers or <paramref name="stopping"/> is cancelled.</summary>
+    public ValueTask<BranchOutcome> CommitAsync(string resourceManager, Func<IResourceManager?> resolve, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken stopping) =>
+        ExecuteAsync(_untilDone, new BranchCall("commit", resourceManager, xid), static (state, ct) =>
+        {
+            var rm = state.resolve() ?? throw new ResourceManagerNotRegisteredException(state.name);
+            return rm.CommitAsync(state.xid, state.recoveryData, ct);
+        }, (resolve, name: resourceManager, xid, recoveryData), stopping);
+
+    /// <summary>Rolls back a prepared branch through its resource manager; a few attempts, then throws.</summary>
+    public ValueTask<BranchOutcome> RollbackPreparedAsync(IResourceManager resourceManager, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+        ExecuteAsync(_bounded, new BranchCall("rollback", resourceManager.Name, xid), static (state, ct) =>
+            state.resourceManager.RollbackAsync(state.xid, state.recoveryData, ct), (resourceManager, xid, recoveryData), cancellationToken);
+
+    /// <summary>Rolls back a live branch whatever state it reached; a few attempts, then throws.</summary>
+    public ValueTask<BranchOutcome> RollbackLiveAsync(EnlistedBranch branch, CancellationToken cancellationToken) =>
+        ExecuteAsync(_bounded, new BranchCall("rollback", branch.ResourceManager.Name, branch.Xid), static (branch, ct) =>
+            branch.Branch.RollbackAsync(ct), branch, cancellationToken);
+
+    private async ValueTask<BranchOutcome> ExecuteAsync<TState>(
+        ResiliencePipeline<BranchOutcome> pipeline,
+        BranchCall call,
+        Func<TState, CancellationToken, ValueTask<BranchOutcome>> operation,
+        TState state,
+        CancellationToken cancellationToken)
+    {
+        using var activity = TwoPCTelemetry.ActivitySource.StartActivity("twopc.branch." + call.Operation, ActivityKind.Client);
+        activity?.SetTag("twopc.xid", call.Xid.ToString());
+        activity?.SetTag("twopc.resource_manager", call.ResourceManager);
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(CallKey, call);
+        try
+        {
+            var outcome = await pipeline.ExecuteAsync(static (ctx, s) => s.operation(s.state, ctx.CancellationToken), context, (operation, state)).ConfigureAwait(false);
+            activity?.SetTag("twopc.branch.outcome", outcome.ToString());
+            _logger.BranchCompleted(call.Xid, call.ResourceManager, outcome);
+            return outcome;
+        }
+        catch (Exception ex)
+        {
+            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            throw;
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private ResiliencePipeline<BranchOutcome> Build(TransactionCoordinatorOptions options, int retries, TimeProvider timeProvider)
+    {
+        var builder = new ResiliencePipelineBuilder<BranchOutcome> { TimeProvider = timeProvider };
+        if (retries > 0)
+        {
+            builder.AddRetry(new RetryStrategyOptions<BranchOutcome>
+            {
+                // Every failure is worth another try (the resource answers idempotently) unless we are stopping;
+                // a timeout or a cancellation raised inside the resource's client is a failure like any other.
+                ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Exception is not null && !args.Context.CancellationToken.IsCancellationRequested),
+                MaxRetryAttempts = retries,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = options.RetryBaseDelay,
+                MaxDelay = options.RetryMaxDelay,
+                OnRetry = args =>
+                {
+                    if (args.Context.Properties.TryGetValue(CallKey, out var call))
+                    {
+                        _logger.BranchCallRetry(args.Outcome.Exception, call.Xid, call.ResourceManager, call.Operation, args.AttemptNumber + 1, args.RetryDelay);
+                    }
+
+                    return default;
+                },
+            });
+        }
+
+        builder.AddTimeout(options.BranchCallTimeout);
+        return builder.Build();
+    }
+
+    private sealed record BranchCall(string Operation, string ResourceManager, Xid Xid);
+}
+
+/// <summary>A logged branch names a resource manager that is not registered (yet) in this process.</summary>
+public sealed class ResourceManagerNotRegisteredException : Exception
+{
+    /// <summary>Creates the exception for the resource manager <paramref name="name"/>.</summary>
+    public ResourceManagerNotRegisteredException(string name)
+        : base($"Resource manager '{name}' is not registered with the coordinator; register it (under the same name as before the restart) so its branches can be completed.") => Name = name;
+
+    /// <summary>Creates the exception.</summary>
+    public ResourceManagerNotRegisteredException() : this("?") { }
+
+    /// <summary>Creates the exception.</summary>
+    public ResourceManagerNotRegisteredException(string message, Exception innerException) : base(message, innerException) => Name = "?";
+
+    /// <summary>The missing resource manager's name.</summary>
+    public string Name { get; } = "?";
+}

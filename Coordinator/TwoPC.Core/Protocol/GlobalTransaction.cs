@@ -1,0 +1,218 @@
+using TwoPC.Participants;
+using TwoPC.Transactions;
+
+namespace TwoPC.Protocol;
+
+/// <summary>Where a global transaction is in the protocol.</summary>
+public enum TransactionState
+{
+    /// <summary>Begun; branches may enlist and do work.</summary>
+    Active,
+
+    /// <summary>Phase 1: the branches are being asked to prepare.</summary>
+    Preparing,
+
+    /// <summary>The commit decision is durable; phase 2 is telling the branches.</summary>
+    Committing,
+
+    /// <summary>Rolling back (a No vote, a timeout, or an explicit rollback).</summary>
+    RollingBack,
+
+    /// <summary>Every branch committed.</summary>
+    Committed,
+
+    /// <summary>Every branch rolled back (or will be, by recovery: presumed abort).</summary>
+    RolledBack,
+
+    /// <summary>Ended with a heuristic outcome that an operator must look at and forget.</summary>
+    Heuristic,
+
+    /// <summary>The log failed while forcing the decision: the branches stay prepared until the coordinator restarts and recovers.</summary>
+    InDoubt,
+
+    /// <summary>The coordinator knows nothing of the transaction (never begun here, or ended long ago). Under presumed abort an unknown transaction past its deadline did not commit.</summary>
+    Unknown,
+}
+
+/// <summary>
+/// A global transaction: the unit that commits or rolls back atomically across every enlisted branch.
+/// Created by <see cref="TransactionCoordinator.Begin"/>; thread-safe.
+/// </summary>
+/// <remarks>Disposing an active transaction rolls it back, like a <c>TransactionScope</c> that was never completed.</remarks>
+public sealed class GlobalTransaction : IAsyncDisposable
+{
+    private readonly TransactionCoordinator _coordinator;
+    private readonly Lock _gate = new();
+    private readonly List<EnlistedBranch> _branches = new(2);
+    private int _reservedBranches;
+    private TransactionState _state = TransactionState.Active;
+    private TaskCompletionSource<TransactionOutcome>? _completion;
+
+    internal GlobalTransaction(TransactionCoordinator coordinator, GlobalTransactionId id, DateTimeOffset deadline)
+    {
+        _coordinator = coordinator;
+        Id = id;
+        Deadline = deadline;
+    }
+
+    /// <summary>The global transaction id (the gtrid of every branch's XID).</summary>
+    public GlobalTransactionId Id { get; }
+
+    /// <summary>After this instant no commit decision is taken; an active transaction is rolled back.</summary>
+    public DateTimeOffset Deadline { get; }
+
+    /// <summary>Where the transaction is in the protocol.</summary>
+    public TransactionState State
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _state;
+            }
+        }
+    }
+
+    /// <summary>Time left until <see cref="Deadline"/> (zero when passed); branches derive their lock and statement timeouts from it.</summary>
+    public TimeSpan RemainingTime
+    {
+        get
+        {
+            var left = Deadline - _coordinator.Time.GetUtcNow();
+            return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+        }
+    }
+
+    /// <summary>How many branches are enlisted.</summary>
+    public int BranchCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _branches.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Enlists a branch. <paramref name="createBranch"/> receives the branch's XID (its external id in
+    /// the resource) and returns the branch; its resource manager must be registered with the coordinator.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The transaction is no longer active, or the resource manager is not registered.</exception>
+    public TBranch Enlist<TBranch>(Func<Xid, TBranch> createBranch)
+        where TBranch : ITransactionBranch
+    {
+        ArgumentNullException.ThrowIfNull(createBranch);
+        var xid = ReserveBranch();
+        var branch = createBranch(xid);
+        Add(xid, branch);
+        return branch;
+    }
+
+    /// <summary>Enlists a branch whose creation is asynchronous (for example it opens a database connection).</summary>
+    /// <exception cref="InvalidOperationException">The transaction is no longer active, or the resource manager is not registered.</exception>
+    public async ValueTask<TBranch> EnlistAsync<TBranch>(Func<Xid, CancellationToken, ValueTask<TBranch>> createBranch, CancellationToken cancellationToken = default)
+        where TBranch : ITransactionBranch
+    {
+        ArgumentNullException.ThrowIfNull(createBranch);
+        var xid = ReserveBranch();
+        var branch = await createBranch(xid, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Add(xid, branch);
+        }
+        catch (InvalidOperationException)
+        {
+            // The transaction ended while the branch was being created: undo the branch's work.
+            await branch.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        return branch;
+    }
+
+    /// <summary>Runs two-phase commit (see <see cref="TransactionCoordinator.CommitAsync"/>).</summary>
+    public Task<TransactionOutcome> CommitAsync(CancellationToken cancellationToken = default) => _coordinator.CommitAsync(this, cancellationToken);
+
+    /// <summary>Rolls the transaction back (see <see cref="TransactionCoordinator.RollbackAsync"/>).</summary>
+    public Task<TransactionOutcome> RollbackAsync(CancellationToken cancellationToken = default) => _coordinator.RollbackAsync(this, cancellationToken);
+
+    /// <summary>Rolls back the transaction if it is still active; otherwise does nothing.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (State == TransactionState.Active)
+        {
+            await RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Id.ToString();
+
+    private Xid ReserveBranch()
+    {
+        lock (_gate)
+        {
+            ThrowIfNotActive();
+            return Xid.ForBranch(Id, ++_reservedBranches);
+        }
+    }
+
+    private void Add(Xid xid, ITransactionBranch branch)
+    {
+        ArgumentNullException.ThrowIfNull(branch);
+        _coordinator.EnsureRegistered(branch.ResourceManager);
+        lock (_gate)
+        {
+            ThrowIfNotActive();
+            _branches.Add(new EnlistedBranch(xid, branch));
+        }
+    }
+
+    private void ThrowIfNotActive()
+    {
+        if (_state != TransactionState.Active)
+        {
+            throw new InvalidOperationException($"Transaction {Id} is {_state}; branches can only enlist while it is active.");
+        }
+    }
+
+    /// <summary>
+    /// Moves an active transaction to <paramref name="next"/> and returns the completion the caller
+    /// must run (<paramref name="owner"/> = true), or the completion already running (commit and
+    /// rollback are idempotent).
+    /// </summary>
+    internal TaskCompletionSource<TransactionOutcome> BeginCompletion(TransactionState next, out bool owner, out EnlistedBranch[] branches)
+    {
+        lock (_gate)
+        {
+            if (_completion is not null)
+            {
+                owner = false;
+                branches = [];
+                return _completion;
+            }
+
+            _state = next;
+            _completion = new TaskCompletionSource<TransactionOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+            owner = true;
+            branches = [.. _branches];
+            return _completion;
+        }
+    }
+
+    internal void SetState(TransactionState state)
+    {
+        lock (_gate)
+        {
+            _state = state;
+        }
+    }
+}
+
+/// <summary>A branch enlisted in a live transaction.</summary>
+internal sealed record EnlistedBranch(Xid Xid, ITransactionBranch Branch)
+{
+    public IResourceManager ResourceManager => Branch.ResourceManager;
+}

@@ -1,0 +1,437 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TwoPC.Diagnostics;
+using TwoPC.Durability;
+using TwoPC.Participants;
+using TwoPC.Recovery;
+using TwoPC.Transactions;
+
+namespace TwoPC.Protocol;
+
+/// <summary>What the coordinator knows about one global transaction.</summary>
+/// <param name="TransactionId">The transaction.</param>
+/// <param name="State">Where it is; <see cref="TransactionState.Unknown"/> when this coordinator has no record.</param>
+/// <param name="Outcome">The outcome, once known.</param>
+/// <param name="Deadline">Its deadline, while it is live in this process.</param>
+public sealed record TransactionStatus(GlobalTransactionId TransactionId, TransactionState State, TransactionOutcome? Outcome, DateTimeOffset? Deadline);
+
+/// <summary>
+/// The transaction coordinator of one node: begins global transactions, runs two-phase commit with
+/// presumed abort over a durable <see cref="ITransactionLog"/>, and recovers after a crash.
+/// </summary>
+/// <remarks>
+/// Call <see cref="StartAsync"/> before the first <see cref="Begin"/>: it reads the log, re-drives
+/// phase 2 of every logged decision, and resolves what the resource managers hold in doubt. Register
+/// every resource manager (under the same name) before starting, so recovery can reach them.
+/// </remarks>
+public sealed class TransactionCoordinator : IAsyncDisposable
+{
+    private readonly TransactionCoordinatorOptions _options;
+    private readonly ITransactionLog _log;
+    private readonly ConcurrentDictionary<string, IResourceManager> _resourceManagers = new(StringComparer.Ordinal);
+    private readonly ILogger _logger;
+    private readonly Meter _meter;
+    private readonly CoordinatorMetrics _metrics;
+    private readonly TransactionTable _table;
+    private readonly BranchCalls _calls;
+    private readonly TwoPhaseCommit _protocol;
+    private readonly RecoveryManager _recovery;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly NodeId _node;
+    private Task _background = Task.CompletedTask;
+    private long _nextSequence;
+    private ulong _epoch;
+    private volatile int _phase; // 0 created, 1 starting, 2 running, 3 stopping, 4 stopped
+
+    /// <summary>Creates a coordinator; nothing happens until <see cref="StartAsync"/>.</summary>
+    /// <exception cref="ArgumentException">An option is invalid (the message names it).</exception>
+    public TransactionCoordinator(
+        TransactionCoordinatorOptions options,
+        ITransactionLog log,
+        IEnumerable<IResourceManager>? resourceManagers = null,
+        ILoggerFactory? loggerFactory = null,
+        IMeterFactory? meterFactory = null,
+        TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(log);
+        options.Validate();
+        _options = options;
+        _log = log;
+        _node = NodeId.Parse(options.NodeId);
+        Time = timeProvider ?? TimeProvider.System;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("TwoPC.Coordinator");
+        _table = new TransactionTable(options.RecentOutcomeCapacity);
+        _meter = TwoPCTelemetry.CreateMeter(meterFactory);
+        _metrics = new CoordinatorMetrics(_meter, () => _table.RecoveringCount + (_phase >= 2 ? _recovery!.LeftInDoubt : 0), () => _table.HeuristicCount);
+        _calls = new BranchCalls(options, _logger, Time);
+        _protocol = new TwoPhaseCommit(options, log, _calls, _table, _metrics, _logger, Time, _stopping.Token);
+        _recovery = new RecoveryManager(options, _node, () => _epoch, () => (ulong)Interlocked.Read(ref _nextSequence), () => [.. _resourceManagers.Values], _table, _calls, _metrics, _logger, Time);
+        foreach (var rm in resourceManagers ?? [])
+        {
+            RegisterResourceManager(rm);
+        }
+    }
+
+    /// <summary>This coordinator's node id.</summary>
+    public NodeId NodeId => _node;
+
+    /// <summary>The epoch of this start (0 until started).</summary>
+    public ulong Epoch => _epoch;
+
+    /// <summary><see langword="true"/> once start-up recovery is done and transactions can begin.</summary>
+    public bool IsStarted => _phase == 2;
+
+    /// <summary>Number of transactions begun here and not finished.</summary>
+    public int ActiveTransactions => _table.ActiveCount;
+
+    /// <summary>Number of logged commit decisions whose phase 2 recovery is still driving.</summary>
+    public int RecoveringTransactions => _table.RecoveringCount;
+
+    internal TimeProvider Time { get; }
+
+    /// <summary>Registers a resource manager under its <see cref="IResourceManager.Name"/>.</summary>
+    /// <exception cref="ArgumentException">The name is invalid, or another resource manager has it.</exception>
+    public void RegisterResourceManager(IResourceManager resourceManager)
+    {
+        ArgumentNullException.ThrowIfNull(resourceManager);
+        var name = resourceManager.Name;
+        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        {
+            throw new ArgumentException($"Resource manager name {TransactionIdFormatException.Sanitize(name ?? string.Empty)} is invalid: 1-64 printable characters are required.", nameof(resourceManager));
+        }
+
+        var existing = _resourceManagers.GetOrAdd(name, resourceManager);
+        if (!ReferenceEquals(existing, resourceManager))
+        {
+            throw new ArgumentException($"A different resource manager is already registered as '{name}'; names must be unique.", nameof(resourceManager));
+        }
+    }
+
+    /// <summary>The registered resource managers.</summary>
+    public IReadOnlyCollection<IResourceManager> ResourceManagers => [.. _resourceManagers.Values];
+
+    /// <summary>
+    /// Opens the log and recovers: re-drives phase 2 of every logged commit decision (in the background,
+    /// until each branch answers), then runs one recovery pass over every registered resource manager.
+    /// Transactions can begin when this returns; periodic recovery and the timeout reaper start too.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.CompareExchange(ref _phase, 1, 0) != 0)
+        {
+            throw new InvalidOperationException("The coordinator was already started.");
+        }
+
+        var state = await _log.OpenAsync(cancellationToken).ConfigureAwait(false);
+        _epoch = state.Epoch;
+        foreach (var warning in state.Warnings)
+        {
+            _logger.LogOpenWarning(warning);
+        }
+
+        foreach (var heuristic in state.Heuristics)
+        {
+            _table.AddHeuristic(heuristic);
+        }
+
+        var redriven = 0;
+        foreach (var decision in state.PendingDecisions)
+        {
+            // A heuristic record supersedes its decision: the operator, not recovery, finishes it.
+            if (_table.TryGetHeuristic(decision.TransactionId, out _))
+            {
+                continue;
+            }
+
+            redriven++;
+            _table.AddRecovering(decision.TransactionId, RedriveAsync(decision));
+        }
+
+        _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
+        await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
+        _phase = 2;
+        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token));
+        _logger.CoordinatorStarted(_node.Value, _epoch);
+    }
+
+    /// <summary>Begins a global transaction.</summary>
+    /// <param name="timeout">How long it may take until the commit decision; default <see cref="TransactionCoordinatorOptions.DefaultTimeout"/>, at most <see cref="TransactionCoordinatorOptions.MaxTimeout"/>.</param>
+    /// <exception cref="InvalidOperationException">The coordinator is not started (recovery not finished) or is stopping.</exception>
+    /// <exception cref="TransactionLogFailedException">The log has failed; no new decision can be made.</exception>
+    public GlobalTransaction Begin(TimeSpan? timeout = null)
+    {
+        if (_phase != 2)
+        {
+            throw new InvalidOperationException(_phase < 2
+                ? "The coordinator has not finished starting (recovery); call StartAsync first."
+                : "The coordinator is stopping; no new transactions are accepted.");
+        }
+
+        if (_log.Failure is { } failure)
+        {
+            throw new TransactionLogFailedException("The transaction log has failed; the coordinator accepts no new transactions until it is restarted.", failure);
+        }
+
+        var span = timeout ?? _options.DefaultTimeout;
+        if (span <= TimeSpan.Zero || span > _options.MaxTimeout)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), span, $"The timeout must be positive and at most {_options.MaxTimeout}.");
+        }
+
+        var id = new GlobalTransactionId(_node, _epoch, (ulong)Interlocked.Increment(ref _nextSequence));
+        var tx = new GlobalTransaction(this, id, Time.GetUtcNow() + span);
+        _table.AddActive(tx);
+        _metrics.Begun.Add(1);
+        _logger.TransactionBegun(id, tx.Deadline);
+        return tx;
+    }
+
+    /// <summary>
+    /// Commits <paramref name="transaction"/> with two-phase commit and returns the outcome: committed,
+    /// rolled back (with the reason, such as the branch that voted no) or heuristic. Idempotent: a second
+    /// call returns the same outcome.
+    /// </summary>
+    /// <remarks>
+    /// Cancelling before the decision rolls the transaction back. Cancelling after the decision only stops
+    /// the wait: phase 2 still completes. Throws <see cref="TransactionLogFailedException"/> when the log
+    /// fails while forcing the decision (the branches then stay in doubt until restart).
+    /// </remarks>
+    public Task<TransactionOutcome> CommitAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        var completion = transaction.BeginCompletion(TransactionState.Preparing, out var owner, out var branches);
+        if (owner)
+        {
+            Run(transaction, completion, _protocol.CommitAsync(transaction, branches, cancellationToken));
+        }
+
+        return completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Rolls back an active transaction (idempotent; after commit began it returns that outcome).</summary>
+    public Task<TransactionOutcome> RollbackAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default) =>
+        RollbackCore(transaction, "rolled back by the application").WaitAsync(cancellationToken);
+
+    private Task<TransactionOutcome> RollbackCore(GlobalTransaction transaction, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        var completion = transaction.BeginCompletion(TransactionState.RollingBack, out var owner, out var branches);
+        if (owner)
+        {
+            Run(transaction, completion, _protocol.RollbackAsync(transaction, branches, reason));
+        }
+
+        return completion.Task;
+    }
+
+    private void Run(GlobalTransaction transaction, TaskCompletionSource<TransactionOutcome> completion, Task<TransactionOutcome> protocol)
+    {
+        _table.TrackCompletion(transaction.Id, completion.Task);
+        protocol.ContinueWith(
+            static (t, state) =>
+            {
+                var (tcs, table, id) = ((TaskCompletionSource<TransactionOutcome>, TransactionTable, GlobalTransactionId))state!;
+                if (t.IsCompletedSuccessfully)
+                {
+                    tcs.TrySetResult(t.Result);
+                }
+                else
+                {
+                    tcs.TrySetException(t.Exception!.InnerExceptions);
+                    table.Complete(new TransactionOutcome(id, OutcomeKind.HeuristicHazard, t.Exception.InnerException?.Message, []));
+                }
+            },
+            (completion, _table, transaction.Id),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+
+    /// <summary>What this coordinator knows about a transaction.</summary>
+    public TransactionStatus GetStatus(GlobalTransactionId transactionId)
+    {
+        if (_table.TryGetActive(transactionId, out var tx))
+        {
+            return new TransactionStatus(transactionId, tx.State, null, tx.Deadline);
+        }
+
+        if (_table.TryGetHeuristic(transactionId, out var heuristic))
+        {
+            return new TransactionStatus(transactionId, TransactionState.Heuristic,
+                new TransactionOutcome(transactionId, heuristic.Kind, heuristic.Reason, [.. heuristic.Branches.Select(b => new BranchReport(b.ResourceManager, b.Xid, VoteKind.Yes, b.Outcome ?? BranchOutcome.Unknown))]), null);
+        }
+
+        if (_table.IsRecovering(transactionId))
+        {
+            return new TransactionStatus(transactionId, TransactionState.Committing, null, null);
+        }
+
+        if (_table.TryGetRecent(transactionId, out var outcome))
+        {
+            var state = outcome.Kind switch
+            {
+                OutcomeKind.Committed => TransactionState.Committed,
+                OutcomeKind.RolledBack => TransactionState.RolledBack,
+                _ => TransactionState.Heuristic,
+            };
+            return new TransactionStatus(transactionId, state, outcome, null);
+        }
+
+        return new TransactionStatus(transactionId, TransactionState.Unknown, null, null);
+    }
+
+    /// <summary>Heuristic outcomes on record, oldest first.</summary>
+    public IReadOnlyList<HeuristicRecord> GetHeuristics() => _table.Heuristics;
+
+    /// <summary>
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append
+    /// END, and drop the record.
+    /// </summary>
+    /// <returns><see langword="false"/> when no heuristic is on record for the transaction.</returns>
+    public async Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken = default)
+    {
+        if (!_table.TryGetHeuristic(transactionId, out var record))
+        {
+            return false;
+        }
+
+        foreach (var branch in record.Branches)
+        {
+            if (_resourceManagers.TryGetValue(branch.ResourceManager, out var rm))
+            {
+                await rm.ForgetAsync(branch.Xid, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        _log.LogEnd(transactionId);
+        _table.RemoveHeuristic(transactionId);
+        _logger.HeuristicForgotten(transactionId);
+        return true;
+    }
+
+    /// <summary>Runs a recovery pass now (it also runs every <see cref="TransactionCoordinatorOptions.RecoveryInterval"/>).</summary>
+    public Task<RecoveryReport> RecoverAsync(CancellationToken cancellationToken = default)
+    {
+        if (_phase != 2)
+        {
+            throw new InvalidOperationException("The coordinator is not running.");
+        }
+
+        return _recovery.RunPassAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Stops accepting transactions, waits (until <paramref name="cancellationToken"/>) for commits and
+    /// rollbacks in flight, then stops phase-2 retries (recovery finishes them after a restart) and closes the log.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _phase, 3) >= 3)
+        {
+            return;
+        }
+
+        var running = _table.RunningCompletions();
+        _logger.CoordinatorStopping(running.Length);
+        try
+        {
+            await Task.WhenAll(running).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Cut short, or a completion failed: either way recovery finishes the rest after a restart.
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _background.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await _log.DisposeAsync().ConfigureAwait(false);
+        _phase = 4;
+    }
+
+    /// <summary>Stops the coordinator, giving in-flight transactions up to 10 seconds to finish.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await StopAsync(grace.Token).ConfigureAwait(false);
+        _stopping.Dispose();
+        _recovery.Dispose();
+        _meter.Dispose();
+    }
+
+    internal void EnsureRegistered(IResourceManager resourceManager)
+    {
+        ArgumentNullException.ThrowIfNull(resourceManager);
+        if (!_resourceManagers.TryGetValue(resourceManager.Name, out var registered) || !ReferenceEquals(registered, resourceManager))
+        {
+            throw new InvalidOperationException($"Resource manager '{resourceManager.Name}' is not registered with the coordinator; register it so recovery can reach it after a restart.");
+        }
+    }
+
+    private async Task<TransactionOutcome> RedriveAsync(CommitDecision decision)
+    {
+        await Task.Yield();
+        var missingReported = new bool[decision.Branches.Count];
+        var outcome = await _protocol.CommitPreparedAsync(decision.TransactionId, decision.Branches, i =>
+        {
+            if (_resourceManagers.TryGetValue(decision.Branches[i].ResourceManager, out var rm))
+            {
+                return rm;
+            }
+
+            if (!missingReported[i])
+            {
+                missingReported[i] = true;
+                _logger.ResourceManagerMissing(decision.Branches[i].ResourceManager, decision.Branches[i].Xid);
+            }
+
+            return null;
+        }, logged: true, reports: null, Time.GetTimestamp()).ConfigureAwait(false);
+        _metrics.RecoveredCommits.Add(decision.Branches.Count);
+        return outcome;
+    }
+
+    private async Task RecoveryLoopAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(_options.RecoveryInterval, Time);
+        while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+        {
+            try
+            {
+                await _recovery.RunPassAsync(stopping).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!stopping.IsCancellationRequested)
+            {
+                _logger.RecoveryPassFailed(ex);
+            }
+        }
+    }
+
+    /// <summary>Rolls back transactions that are still active past their deadline (like Narayana's reaper).</summary>
+    private async Task ReaperLoopAsync(CancellationToken stopping)
+    {
+        var period = TimeSpan.FromMilliseconds(Math.Clamp(_options.DefaultTimeout.TotalMilliseconds / 4, 10, 1000));
+        using var timer = new PeriodicTimer(period, Time);
+        while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+        {
+            var now = Time.GetUtcNow();
+            foreach (var tx in _table.Active)
+            {
+                if (tx.Deadline <= now && tx.State == TransactionState.Active)
+                {
+                    _logger.TimedOut(tx.Id);
+                    _ = RollbackCore(tx, "the transaction timed out before commit");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using TwoPC.Diagnostics;
+using TwoPC.Participants;
+using TwoPC.Protocol;
+using TwoPC.Transactions;
+
+namespace TwoPC.Recovery;
+
+/// <summary>What a branch found by a recovery scan was, and what recovery did with it.</summary>
+public enum InDoubtResolution
+{
+    /// <summary>A logged commit decision covers it; phase 2 is (re-)driving it.</summary>
+    Committing,
+
+    /// <summary>It belongs to a transaction still live in this process.</summary>
+    Live,
+
+    /// <summary>An orphan of this node (no decision logged, not live, older than the safety interval): rolled back.</summary>
+    RolledBack,
+
+    /// <summary>An orphan of this node that is younger than the safety interval: looked at again in a later pass.</summary>
+    TooYoung,
+
+    /// <summary>Another coordinator node's branch, or not a TwoPC XID: not ours to decide.</summary>
+    Foreign,
+
+    /// <summary>Its transaction has a heuristic outcome on record: an operator decides.</summary>
+    Heuristic,
+
+    /// <summary>Rolling it back failed; retried in the next pass.</summary>
+    Failed,
+}
+
+/// <summary>One in-doubt branch seen by a recovery pass.</summary>
+/// <param name="ResourceManager">Where it was found.</param>
+/// <param name="Xid">Its XID.</param>
+/// <param name="Resolution">What recovery did.</param>
+/// <param name="Age">How long it has been in doubt, as far as recovery knows.</param>
+public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age);
+
+/// <summary>The result of one recovery pass.</summary>
+/// <param name="Branches">Every in-doubt branch the resource managers reported, with what was done.</param>
+/// <param name="FailedResourceManagers">Resource managers whose scan failed (retried in the next pass).</param>
+public sealed record RecoveryReport(IReadOnlyList<InDoubtReport> Branches, IReadOnlyList<string> FailedResourceManagers)
+{
+    /// <summary>Branches left in doubt for now (everything not rolled back and not being committed).</summary>
+    public int LeftInDoubt => Branches.Count(b => b.Resolution is not (InDoubtResolution.RolledBack or InDoubtResolution.Committing or InDoubtResolution.Live));
+}
+
+/// <summary>
+/// Resolves branches that resource managers hold in doubt (the <c>xa_recover</c> half of recovery;
+/// re-driving logged decisions is <see cref="TwoPhaseCommit.CommitPreparedAsync"/>).
+/// </summary>
+/// <remarks>
+/// A branch is rolled back (presumed abort) only when all hold: the XID has TwoPC's format and this
+/// node's id; the log was read (the coordinator only starts after it was); no logged decision or
+/// heuristic covers it; its transaction was not live when the pass began nor is now, and was begun
+/// before the pass began; and it has been in doubt longer than the orphan safety interval.
+/// </remarks>
+internal sealed class RecoveryManager(
+    TransactionCoordinatorOptions options,
+    NodeId node,
+    Func<ulong> epoch,
+    Func<ulong> nextSequence,
+    Func<IReadOnlyCollection<IResourceManager>> resourceManagers,
+    TransactionTable table,
+    BranchCalls calls,
+    CoordinatorMetrics metrics,
+    ILogger logger,
+    TimeProvider time) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
+
+    public void Dispose() => _oneAtATime.Dispose();
+
+    /// <summary>In-doubt branches the last pass left alone.</summary>
+    public int LeftInDoubt { get; private set; }
+
+    public async Task<RecoveryReport> RunPassAsync(CancellationToken cancellationToken)
+    {
+        await _oneAtATime.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Snapshot before scanning: a transaction that ends between the scan and our check must not look orphaned.
+            var liveAtStart = table.SnapshotLive();
+            var currentEpoch = epoch();
+            var sequenceAtStart = nextSequence();
+            var reports = new List<InDoubtReport>();
+            var failed = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+
+            foreach (var rm in resourceManagers())
+            {
+                IReadOnlyCollection<InDoubtBranch> inDoubt;
+                try
+                {
+                    inDoubt = await rm.RecoverAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    logger.ResourceScanFailed(ex, rm.Name);
+                    failed.Add(rm.Name);
+                    continue;
+                }
+
+                foreach (var branch in inDoubt)
+                {
+                    var key = rm.Name + "/" + branch.Xid;
+                    seen.Add(key);
+                    var now = time.GetUtcNow();
+                    var firstSeen = _firstSeen.GetOrAdd(key, now);
+                    var age = now - (branch.PreparedAt is { } prepared && prepared < firstSeen ? prepared : firstSeen);
+                    var resolution = Classify(branch.Xid, age, liveAtStart, currentEpoch, sequenceAtStart, out var reason);
+                    if (resolution == InDoubtResolution.RolledBack)
+                    {
+                        resolution = await RollBackOrphanAsync(rm, branch.Xid, age, cancellationToken).ConfigureAwait(false);
+                    }
+                    else if (reason is not null)
+                    {
+                        logger.InDoubtLeftAlone(branch.Xid, rm.Name, reason);
+                    }
+
+                    reports.Add(new InDoubtReport(rm.Name, branch.Xid, resolution, age));
+                }
+            }
+
+            foreach (var key in _firstSeen.Keys)
+            {
+                if (!seen.Contains(key) && failed.TrueForAll(name => !key.StartsWith(name + "/", StringComparison.Ordinal)))
+                {
+                    _firstSeen.TryRemove(key, out _);
+                }
+            }
+
+            var report = new RecoveryReport(reports, failed);
+            LeftInDoubt = report.LeftInDoubt;
+            var rolledBack = reports.Count(r => r.Resolution == InDoubtResolution.RolledBack);
+            logger.RecoveryPassFinished(reports.Count, rolledBack, report.LeftInDoubt);
+            return report;
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+    }
+
+    private InDoubtResolution Classify(Xid xid, TimeSpan age, HashSet<GlobalTransactionId> liveAtStart, ulong currentEpoch, ulong sequenceAtStart, out string? reason)
+    {
+        reason = null;
+        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != node)
+        {
+            reason = "not a branch of this coordinator node";
+            return InDoubtResolution.Foreign;
+        }
+
+        if (table.TryGetHeuristic(id, out _))
+        {
+            reason = "its transaction has a heuristic outcome on record; an operator must resolve it";
+            return InDoubtResolution.Heuristic;
+        }
+
+        if (table.IsRecovering(id))
+        {
+            return InDoubtResolution.Committing;
+        }
+
+        if (liveAtStart.Contains(id) || table.IsLive(id))
+        {
+            return InDoubtResolution.Live;
+        }
+
+        if (id.Epoch > currentEpoch || (id.Epoch == currentEpoch && id.Sequence >= sequenceAtStart))
+        {
+            // Begun after this pass started (or from a future epoch): look again next pass.
+            return InDoubtResolution.TooYoung;
+        }
+
+        if (age < options.OrphanSafetyInterval)
+        {
+            return InDoubtResolution.TooYoung;
+        }
+
+        return InDoubtResolution.RolledBack;
+    }
+
+    private async Task<InDoubtResolution> RollBackOrphanAsync(IResourceManager rm, Xid xid, TimeSpan age, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var outcome = await calls.RollbackPreparedAsync(rm, xid, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            if (outcome is BranchOutcome.Committed or BranchOutcome.Mixed)
+            {
+                logger.InDoubtLeftAlone(xid, rm.Name, $"asked to roll back an orphan, the resource answered {outcome}");
+                return InDoubtResolution.Failed;
+            }
+
+            metrics.OrphansRolledBack.Add(1);
+            logger.OrphanRolledBack(xid, rm.Name, age);
+            _firstSeen.TryRemove(rm.Name + "/" + xid, out _);
+            return InDoubtResolution.RolledBack;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            logger.ResourceScanFailed(ex, rm.Name);
+            return InDoubtResolution.Failed;
+        }
+    }
+}
