@@ -233,18 +233,19 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         protocol.ContinueWith(
             static (t, state) =>
             {
-                var (tcs, table, id) = ((TaskCompletionSource<TransactionOutcome>, TransactionTable, GlobalTransactionId))state!;
+                var tcs = (TaskCompletionSource<TransactionOutcome>)state!;
                 if (t.IsCompletedSuccessfully)
                 {
                     tcs.TrySetResult(t.Result);
                 }
                 else
                 {
+                    // The transaction stays in the live table on purpose: its decision may be on disk, so
+                    // recovery in this process must not presume it aborted. A restart settles it from the log.
                     tcs.TrySetException(t.Exception!.InnerExceptions);
-                    table.Complete(new TransactionOutcome(id, OutcomeKind.HeuristicHazard, t.Exception.InnerException?.Message, []));
                 }
             },
-            (completion, _table, transaction.Id),
+            completion,
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);

@@ -395,6 +395,12 @@ public sealed class TwoPhaseCommitTests
         Assert.Equal(TransactionState.InDoubt, tx.State);
         Assert.All(a.States.Values.Concat(b.States.Values), s => Assert.Equal(TestBranchState.Prepared, s));
         Assert.Throws<TransactionLogFailedException>(() => coordinator.Begin());
+
+        // The decision may have reached the disk: recovery in this process must not presume abort.
+        await Task.Delay(20);
+        var report = await coordinator.RecoverAsync();
+        Assert.All(report.Branches, b => Assert.Equal(TwoPC.Recovery.InDoubtResolution.Live, b.Resolution));
+        Assert.All(a.States.Values.Concat(b.States.Values), s => Assert.Equal(TestBranchState.Prepared, s));
         await coordinator.DisposeAsync();
 
         // After a restart the log has no decision: presumed abort rolls the branches back.
