@@ -16,8 +16,10 @@ public sealed class TransactionIdFormatException : FormatException
     /// <summary>Creates the exception with an inner exception.</summary>
     public TransactionIdFormatException(string message, Exception innerException) : base(message, innerException) { }
 
-    /// <summary>Renders untrusted input for an error message: at most 80 printable ASCII characters.</summary>
-    internal static string Sanitize(ReadOnlySpan<char> input)
+    /// <summary>Renders untrusted input for an error message: at most 80 printable ASCII characters, the rest as <c>?</c>.</summary>
+    /// <param name="input">The untrusted text.</param>
+    /// <returns>The quoted, truncated text, safe to log and show.</returns>
+    public static string Sanitize(ReadOnlySpan<char> input)
     {
         const int Max = 80;
         var length = Math.Min(input.Length, Max);
