@@ -146,8 +146,21 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                 continue;
             }
 
+            // Registered before it runs, so a quick re-drive cannot complete before it is listed.
             redriven++;
-            _table.AddRecovering(decision.TransactionId, RedriveAsync(decision));
+            var phaseTwo = new TaskCompletionSource<TransactionOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _table.AddRecovering(decision.TransactionId, phaseTwo.Task);
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    phaseTwo.TrySetResult(await RedriveAsync(decision).ConfigureAwait(false));
+                }
+                catch (Exception ex)
+                {
+                    phaseTwo.TrySetException(ex);
+                }
+            }, CancellationToken.None);
         }
 
         _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
@@ -380,7 +393,6 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
     private async Task<TransactionOutcome> RedriveAsync(CommitDecision decision)
     {
-        await Task.Yield();
         var missingReported = new bool[decision.Branches.Count];
         var outcome = await _protocol.CommitPreparedAsync(decision.TransactionId, decision.Branches, i =>
         {

@@ -177,7 +177,16 @@ internal sealed class TwoPhaseCommit(
         {
             if (logged)
             {
-                log.LogEnd(id);
+                try
+                {
+                    log.LogEnd(id);
+                }
+                catch (TransactionLogFailedException)
+                {
+                    // END is optional (a missing one only repeats idempotent commits after a restart),
+                    // so a failed log does not change an outcome every branch has acknowledged.
+                }
+
                 await StepAsync(ProtocolStep.AfterEnd, id, 0).ConfigureAwait(false);
             }
 

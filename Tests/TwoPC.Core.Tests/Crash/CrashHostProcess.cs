@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text;
+
+namespace TwoPC.Tests.Crash;
+
+/// <summary>
+/// One run of the crash host (Tests/TwoPC.CrashHost) as a separate OS process: stdout lines are
+/// collected as they arrive, <see cref="Kill"/> sends SIGKILL, and every wait has a timeout that
+/// kills the host and fails with its full output instead of hanging the test run.
+/// </summary>
+internal sealed class CrashHostProcess : IDisposable
+{
+    private static readonly Lazy<string> HostDll = new(LocateHostDll);
+
+    private readonly Process _process;
+    private readonly List<string> _stdout = [];
+    private readonly StringBuilder _stderr = new();
+    private readonly Lock _gate = new();
+    private readonly TaskCompletionSource _stdoutClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Stopwatch _elapsed = Stopwatch.StartNew();
+
+    private CrashHostProcess(IReadOnlyList<string> arguments)
+    {
+        Arguments = string.Join(' ', arguments);
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = false,
+            UseShellExecute = false,
+            CreateNoWindow = true,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        start.ArgumentList.Add(HostDll.Value);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        _process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        _process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                _stdoutClosed.TrySetResult();
+                return;
+            }
+
+            lock (_gate)
+            {
+                _stdout.Add(e.Data);
+            }
+        };
+        _process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (_gate)
+                {
+                    _stderr.Append(e.Data).Append('\n');
+                }
+            }
+        };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>The host's command line (without the dll), for failure messages.</summary>
+    public string Arguments { get; }
+
+    /// <summary>The exit code, once exited (137-like codes are not reported for a SIGKILL: see <see cref="Killed"/>).</summary>
+    public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
+
+    /// <summary>Whether the test killed it.</summary>
+    public bool Killed { get; private set; }
+
+    /// <summary>Every stdout line so far.</summary>
+    public IReadOnlyList<string> StdoutLines
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _stdout];
+            }
+        }
+    }
+
+    public static CrashHostProcess Start(params IReadOnlyList<string> arguments) => new(arguments);
+
+    /// <summary>
+    /// Waits for the first stdout line that starts with one of <paramref name="prefixes"/>; returns
+    /// <see langword="null"/> when the host exits (and its stdout closes) without printing one.
+    /// </summary>
+    public async Task<string?> WaitForLineAsync(TimeSpan timeout, params string[] prefixes)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var closed = _stdoutClosed.Task.IsCompleted && _process.HasExited;
+            lock (_gate)
+            {
+                foreach (var line in _stdout)
+                {
+                    if (prefixes.Any(p => line.StartsWith(p, StringComparison.Ordinal)))
+                    {
+                        return line;
+                    }
+                }
+            }
+
+            if (closed)
+            {
+                return null;
+            }
+
+            if (deadline.Elapsed > timeout)
+            {
+                Kill();
+                throw new TimeoutException($"The crash host printed none of [{string.Join(", ", prefixes)}] within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Waits for the host to exit on its own; on timeout kills it and throws with its output.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            await _stdoutClosed.Task.WaitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            throw new TimeoutException($"The crash host did not exit within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
+        }
+
+        return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILLs the host (Process.Kill on Linux) and waits until it is gone and its stdout is drained.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            Killed = true;
+            try
+            {
+                _process.Kill(entireProcessTree: false);
+            }
+            catch (InvalidOperationException)
+            {
+                // It exited in the meantime.
+            }
+        }
+
+        if (!_process.WaitForExit(TimeSpan.FromSeconds(15)))
+        {
+            throw new TimeoutException($"The crash host survived SIGKILL for 15 s.\n{Describe()}");
+        }
+
+        // Drain the pipe: the lines written before the kill are part of what the caller was told.
+        _stdoutClosed.Task.Wait(TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>Command line, exit status, stdout and stderr (stderr truncated), for assertion messages.</summary>
+    public string Describe()
+    {
+        string stdout;
+        string stderr;
+        lock (_gate)
+        {
+            stdout = string.Join('\n', _stdout.Count > 400 ? [.. _stdout.Take(200), $"... {_stdout.Count - 400} lines ...", .. _stdout.TakeLast(200)] : _stdout);
+            stderr = _stderr.Length > 20_000 ? _stderr.ToString(0, 10_000) + "\n...\n" + _stderr.ToString(_stderr.Length - 10_000, 10_000) : _stderr.ToString();
+        }
+
+        var status = _process.HasExited ? (Killed ? "killed (SIGKILL)" : $"exit code {_process.ExitCode}") : "running";
+        return $"--- crash host: {Arguments} [{status}, {_elapsed.Elapsed.TotalSeconds:0.00} s]\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}";
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            Kill();
+        }
+
+        _process.Dispose();
+    }
+
+    private static string DotnetHost()
+    {
+        // The SDK sets DOTNET_HOST_PATH for the processes it starts (the test host among them).
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } hostPath && File.Exists(hostPath))
+        {
+            return hostPath;
+        }
+
+        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+        {
+            return self;
+        }
+
+        return "dotnet";
+    }
+
+    /// <summary>
+    /// Tests/TwoPC.CrashHost/bin/{configuration of this test assembly}/net10.0/TwoPC.CrashHost.dll, found by
+    /// walking up from the test's output directory to the directory holding TwoPC.sln. The test project
+    /// references the crash host project (without its assembly), so building the tests builds it.
+    /// </summary>
+    private static string LocateHostDll()
+    {
+        var configuration = typeof(CrashHostProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration is { Length: > 0 } c ? c : "Debug";
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TwoPC.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        if (directory is null)
+        {
+            throw new InvalidOperationException($"TwoPC.sln not found above {AppContext.BaseDirectory}; cannot locate the crash host.");
+        }
+
+        var dll = Path.Combine(directory.FullName, "Tests", "TwoPC.CrashHost", "bin", configuration, "net10.0", "TwoPC.CrashHost.dll");
+        return File.Exists(dll)
+            ? dll
+            : throw new FileNotFoundException($"The crash host is not built: {dll} is missing. Build Tests/TwoPC.CrashHost (configuration {configuration}) first; building TwoPC.Core.Tests builds it.", dll);
+    }
+}
