@@ -1,0 +1,109 @@
+using System.Buffers;
+
+namespace TwoPC.Wal;
+
+/// <summary>Writes a record payload into <paramref name="destination"/> and returns its length.</summary>
+/// <typeparam name="TState">What the payload is encoded from.</typeparam>
+internal delegate int WalPayloadEncoder<in TState>(TState state, Span<byte> destination);
+
+/// <summary>
+/// A growable pooled buffer of complete record frames: one group-commit batch, or the header and
+/// live-record copies of a new segment. Not thread-safe; the log guards it.
+/// </summary>
+internal sealed class WalFrameBuffer : IDisposable
+{
+    private const int InitialCapacity = 64 * 1024;
+
+    // A batch that grew past this (a huge record, a big checkpoint) gives its array back afterwards.
+    private const int RetainedCapacity = 4 * 1024 * 1024;
+
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialCapacity);
+
+    /// <summary>Bytes written.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Frames written.</summary>
+    public int RecordCount { get; private set; }
+
+    /// <summary>The bytes written so far.</summary>
+    public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, Length);
+
+    /// <summary>
+    /// Appends one frame. The payload is encoded in place, so a record costs no allocation; if the
+    /// encoder throws, the buffer is unchanged.
+    /// </summary>
+    public void WriteFrame<TState>(byte recordType, TState state, int maxPayloadLength, WalPayloadEncoder<TState> encoder)
+    {
+        if (recordType == 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(recordType), "Record type 0 is reserved.");
+        }
+
+        if (maxPayloadLength is < 0 or > WalFormat.MaxPayloadLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxPayloadLength), maxPayloadLength, $"A log record's payload is limited to {WalFormat.MaxPayloadLength} bytes.");
+        }
+
+        EnsureCapacity(WalFormat.FrameOverhead + maxPayloadLength);
+        var frame = _buffer.AsSpan(Length);
+        var payloadLength = encoder(state, frame.Slice(WalFormat.FrameHeaderSize, maxPayloadLength));
+        if ((uint)payloadLength > (uint)maxPayloadLength)
+        {
+            throw new InvalidOperationException($"The encoder wrote {payloadLength} bytes, more than the {maxPayloadLength} it reserved.");
+        }
+
+        Length += WalFormat.SealFrame(frame, recordType, payloadLength);
+        RecordCount++;
+    }
+
+    /// <summary>Appends a segment header.</summary>
+    public void WriteSegmentHeader(ulong segmentNumber)
+    {
+        EnsureCapacity(WalFormat.SegmentHeaderSize);
+        WalFormat.WriteSegmentHeader(_buffer.AsSpan(Length), segmentNumber);
+        Length += WalFormat.SegmentHeaderSize;
+    }
+
+    /// <summary>Empties the buffer for reuse.</summary>
+    public void Reset()
+    {
+        Length = 0;
+        RecordCount = 0;
+        if (_buffer.Length > RetainedCapacity)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = ArrayPool<byte>.Shared.Rent(InitialCapacity);
+        }
+    }
+
+    private void EnsureCapacity(int additional)
+    {
+        var needed = (long)Length + additional;
+        if (needed <= _buffer.Length)
+        {
+            return;
+        }
+
+        if (needed > Array.MaxLength)
+        {
+            throw new InvalidOperationException($"A log batch cannot exceed {Array.MaxLength} bytes.");
+        }
+
+        var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(Array.MaxLength, Math.Max(needed, 2L * _buffer.Length)));
+        _buffer.AsSpan(0, Length).CopyTo(larger);
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = larger;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        var buffer = _buffer;
+        _buffer = [];
+        Length = 0;
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+using TwoPC.Benchmarks;
+
+// Runs one benchmark, chosen by the first argument:
+//   dotnet run -c Release --project Tests/TwoPC.Benchmarks -- wal [options]
+switch (args.FirstOrDefault())
+{
+    case "wal":
+        return await WalBenchmark.RunAsync(args[1..]);
+
+    case "coordinator":
+        return await CoordinatorBenchmark.RunAsync(args[1..]);
+
+    default:
+        Console.Error.WriteLine("""
+            Usage: dotnet run -c Release --project Tests/TwoPC.Benchmarks -- <benchmark> [options]
+
+            Benchmarks:
+              wal    Durable commit decisions/s of the file WAL with group commit vs. one fsync per record.
+                     Options: --duration <s> (3)  --warmup <s> (1)  --concurrency <n,n,...> (1,16,64,256)
+                              --dir <data directory> (system temp)  --results <directory> (Tests/TwoPC.Benchmarks/results)
+              coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs).
+            """);
+        return 2;
+}
