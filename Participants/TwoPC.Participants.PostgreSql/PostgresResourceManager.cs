@@ -261,6 +261,17 @@ public sealed partial class PostgresResourceManager : IResourceManager, IDisposa
             _logger.FewPreparedTransactions(Name, maxPrepared, poolSize);
         }
 
+        // Only when missing: even CREATE ... IF NOT EXISTS takes a table lock that waits for prepared
+        // branches holding their marker rows, and recovery must start while such branches exist.
+        await using (var exists = new NpgsqlCommand($"SELECT to_regclass('{_markers}') IS NOT NULL", connection))
+        {
+            if ((bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+            {
+                _logger.Ready(Name, maxPrepared, maxConnections);
+                return;
+            }
+        }
+
         await using (var create = new NpgsqlCommand(
             $"CREATE SCHEMA IF NOT EXISTS {Options.MarkerSchema}; " +
             $"CREATE TABLE IF NOT EXISTS {_markers} (gid text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now()); " +

@@ -21,7 +21,16 @@ using TwoPC.Wal;
 //   INDOUBT <what>                       recover: still unresolved when giving up
 //   HEURISTIC <gtrid> <kind>             recover: a heuristic outcome is on record
 //   RECOVERED                            recover: nothing prepared is left and no decision is being driven
+//   pg-run / pg-recover: the PostgreSQL scenarios, see PostgresHost.cs.
 // Exit codes: 0 success, 1 unexpected failure (or ERROR lines in run), 2 usage, 3 recovery did not finish.
+if (PostgresHost.Handles(args))
+{
+    using var pgLoggerFactory = LoggerFactory.Create(builder => builder
+        .SetMinimumLevel(LogLevel.Warning)
+        .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+    return await PostgresHost.RunAsync(args, pgLoggerFactory);
+}
+
 HostArguments arguments;
 try
 {

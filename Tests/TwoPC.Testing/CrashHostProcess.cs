@@ -2,14 +2,14 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Text;
 
-namespace TwoPC.Tests.Crash;
+namespace TwoPC.Testing;
 
 /// <summary>
 /// One run of the crash host (Tests/TwoPC.CrashHost) as a separate OS process: stdout lines are
 /// collected as they arrive, <see cref="Kill"/> sends SIGKILL, and every wait has a timeout that
 /// kills the host and fails with its full output instead of hanging the test run.
 /// </summary>
-internal sealed class CrashHostProcess : IDisposable
+public sealed class CrashHostProcess : IDisposable
 {
     private static readonly Lazy<string> HostDll = new(LocateHostDll);
 

@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TwoPC.Participants.PostgreSql;
+using TwoPC.Protocol;
+using TwoPC.Transactions;
+using TwoPC.Wal;
+
+namespace TwoPC.CrashHost;
+
+/// <summary>
+/// The PostgreSQL crash scenarios: one global transaction updating <c>items</c> row 1 in two databases,
+/// killed at a protocol step (<c>pg-run</c>), then a fresh process on the same log resolving what the
+/// databases hold prepared (<c>pg-recover</c>).
+/// </summary>
+/// <remarks>
+/// <c>pg-run --log DIR --db-a CONN --db-b CONN [--crash-step STEP --crash-at N --crash-k K]</c><br/>
+/// <c>pg-recover --log DIR --db-a CONN --db-b CONN</c>
+/// </remarks>
+internal static class PostgresHost
+{
+    private static readonly TimeSpan OrphanSafetyInterval = TimeSpan.FromMilliseconds(300);
+
+    public static bool Handles(string[] args) => args.Length > 0 && args[0] is "pg-run" or "pg-recover";
+
+    public static async Task<int> RunAsync(string[] args, ILoggerFactory loggerFactory)
+    {
+        var options = Options(args);
+        var log = Value(args, "--log");
+        await using var a = NpgsqlDataSource.Create(Value(args, "--db-a"));
+        await using var b = NpgsqlDataSource.Create(Value(args, "--db-b"));
+        using var rmA = await PostgresResourceManager.CreateAsync("pg-a", a, loggerFactory: loggerFactory);
+        using var rmB = await PostgresResourceManager.CreateAsync("pg-b", b, loggerFactory: loggerFactory);
+        var coordinatorOptions = new TransactionCoordinatorOptions
+        {
+            NodeId = "pg-crash",
+            OrphanSafetyInterval = OrphanSafetyInterval,
+            RecoveryInterval = TimeSpan.FromMilliseconds(250),
+            RetryBaseDelay = TimeSpan.FromMilliseconds(20),
+            RetryMaxDelay = TimeSpan.FromMilliseconds(200),
+        };
+        if (options.Step is { } step)
+        {
+            coordinatorOptions.StepHook = new CrashPoint(step, options.At, options.K).OnStepAsync;
+        }
+
+        var coordinator = new TransactionCoordinator(coordinatorOptions, new FileTransactionLog(new FileTransactionLogOptions { Directory = log }), [rmA, rmB], loggerFactory);
+        await coordinator.StartAsync();
+        Output.Line($"STARTED {coordinator.Epoch}");
+        try
+        {
+            return args[0] == "pg-run" ? await RunOneAsync(coordinator, rmA, rmB) : await RecoverAsync(coordinator, a, b);
+        }
+        finally
+        {
+            await coordinator.DisposeAsync();
+        }
+    }
+
+    private static async Task<int> RunOneAsync(TransactionCoordinator coordinator, PostgresResourceManager rmA, PostgresResourceManager rmB)
+    {
+        var tx = coordinator.Begin();
+        foreach (var rm in new[] { rmA, rmB })
+        {
+            var branch = await rm.EnlistAsync(tx);
+            await using var update = new NpgsqlCommand("UPDATE items SET value = value + 1 WHERE id = 1", branch.Connection, branch.Transaction);
+            await update.ExecuteNonQueryAsync();
+        }
+
+        var outcome = await tx.CommitAsync();
+        Output.Line($"OUTCOME {tx.Id} {outcome.Kind}");
+        Output.Line("DONE");
+        return 0;
+    }
+
+    private static async Task<int> RecoverAsync(TransactionCoordinator coordinator, NpgsqlDataSource a, NpgsqlDataSource b)
+    {
+        var elapsed = Stopwatch.StartNew();
+        var prefix = Xid.PrefixFor(coordinator.NodeId);
+        while (true)
+        {
+            var prepared = await PreparedAsync(a, prefix) + await PreparedAsync(b, prefix);
+            if (prepared == 0 && coordinator.RecoveringTransactions == 0)
+            {
+                Output.Line("RECOVERED");
+                return 0;
+            }
+
+            if (elapsed.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                Output.Line($"INDOUBT prepared={prepared} recovering={coordinator.RecoveringTransactions}");
+                return 3;
+            }
+
+            await Task.Delay(OrphanSafetyInterval);
+            await coordinator.RecoverAsync();
+        }
+    }
+
+    private static async Task<long> PreparedAsync(NpgsqlDataSource dataSource, string prefix)
+    {
+        await using var command = dataSource.CreateCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)");
+        command.Parameters.AddWithValue(prefix);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static (ProtocolStep? Step, int At, int K) Options(string[] args)
+    {
+        var step = Optional(args, "--crash-step") is { } s ? Enum.Parse<ProtocolStep>(s, ignoreCase: true) : (ProtocolStep?)null;
+        var at = Optional(args, "--crash-at") is { } n ? int.Parse(n, System.Globalization.CultureInfo.InvariantCulture) : 1;
+        var k = Optional(args, "--crash-k") is { } kk ? int.Parse(kk, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        return (step, at, k);
+    }
+
+    private static string Value(string[] args, string name) =>
+        Optional(args, name) ?? throw new FormatException($"{args[0]} needs {name}");
+
+    private static string? Optional(string[] args, string name)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+}
