@@ -15,6 +15,9 @@ public sealed class InMemoryTransactionLog : ITransactionLog
     private readonly ConcurrentQueue<string> _records = new();
     private ulong _epoch;
 
+    /// <summary>Whether <see cref="Records"/> keeps every record (tests) or nothing (benchmarks). Default true.</summary>
+    public bool KeepHistory { get; init; } = true;
+
     /// <summary>When set, the next forced write fails with this exception and the log stops (fail-stop).</summary>
     public Exception? FailNextForce { get; set; }
 
@@ -55,7 +58,11 @@ public sealed class InMemoryTransactionLog : ITransactionLog
     public void LogEnd(GlobalTransactionId transactionId)
     {
         ThrowIfFailed();
-        _records.Enqueue("end " + transactionId);
+        if (KeepHistory)
+        {
+            _records.Enqueue("end " + transactionId);
+        }
+
         _decisions.TryRemove(transactionId, out _);
         _heuristics.TryRemove(transactionId, out _);
     }
@@ -73,7 +80,10 @@ public sealed class InMemoryTransactionLog : ITransactionLog
             throw new TransactionLogFailedException("injected log failure", failure);
         }
 
-        _records.Enqueue(record);
+        if (KeepHistory)
+        {
+            _records.Enqueue(record);
+        }
     }
 
     private void ThrowIfFailed()
