@@ -63,19 +63,23 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
             var gid = PostgresGid.Literal(Xid);
             try
             {
-                // Also the guard against an aborted transaction: PREPARE TRANSACTION there would silently roll back.
-                if (await WroteNothingAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    await Transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                    _state = State.Finished;
-                    _logger.ReadOnly(Xid);
-                    return Vote.ReadOnly;
-                }
-
+                // One round trip: the marker row is written only if the branch wrote something (it has a
+                // transaction id), then PREPARE TRANSACTION. In an aborted transaction the INSERT fails with
+                // 25P02 and the PREPARE never runs — PREPARE there would silently roll back instead of failing.
                 _state = State.Preparing;
-                await using (var prepare = new NpgsqlCommand(_rm.MarkerInsert(gid) + "; PREPARE TRANSACTION " + gid, Connection, Transaction))
+                await using (var prepare = new NpgsqlBatch(Connection, Transaction))
                 {
+                    prepare.BatchCommands.Add(new NpgsqlBatchCommand(_rm.MarkerInsertIfWritten(gid)));
+                    prepare.BatchCommands.Add(new NpgsqlBatchCommand("PREPARE TRANSACTION " + gid));
                     await prepare.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    if (prepare.BatchCommands[0].RecordsAffected == 0)
+                    {
+                        // It wrote nothing: finish the (empty) prepared transaction and leave phase 2 out.
+                        await _rm.CommitAsync(Xid, default, cancellationToken).ConfigureAwait(false);
+                        _state = State.Finished;
+                        _logger.ReadOnly(Xid);
+                        return Vote.ReadOnly;
+                    }
                 }
 
                 _state = State.Prepared;

@@ -214,7 +214,8 @@ public sealed partial class PostgresResourceManager : IResourceManager, IDisposa
     /// <inheritdoc />
     public override string ToString() => Name;
 
-    internal string MarkerInsert(string gidLiteral) => $"INSERT INTO {_markers} (gid) VALUES ({gidLiteral})";
+    internal string MarkerInsertIfWritten(string gidLiteral) =>
+        $"INSERT INTO {_markers} (gid) SELECT {gidLiteral} WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken)
     {
@@ -275,7 +276,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IDisposa
         await using (var create = new NpgsqlCommand(
             $"CREATE SCHEMA IF NOT EXISTS {Options.MarkerSchema}; " +
             $"CREATE TABLE IF NOT EXISTS {_markers} (gid text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now()); " +
-            $"CREATE INDEX IF NOT EXISTS markers_created_at ON {_markers} (created_at)", connection))
+            $"CREATE INDEX IF NOT EXISTS markers_created_at ON {_markers} USING brin (created_at)", connection))
         {
             try
             {

@@ -10,6 +10,9 @@ switch (args.FirstOrDefault())
     case "coordinator":
         return await CoordinatorBenchmark.RunAsync(args[1..]);
 
+    case "postgres":
+        return await PostgresBenchmark.RunAsync(args[1..]);
+
     default:
         Console.Error.WriteLine("""
             Usage: dotnet run -c Release --project Tests/TwoPC.Benchmarks -- <benchmark> [options]
@@ -18,7 +21,8 @@ switch (args.FirstOrDefault())
               wal    Durable commit decisions/s of the file WAL with group commit vs. one fsync per record.
                      Options: --duration <s> (3)  --warmup <s> (1)  --concurrency <n,n,...> (1,16,64,256)
                               --dir <data directory> (system temp)  --results <directory> (Tests/TwoPC.Benchmarks/results)
-              coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs).
+              coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs). Options: [seconds per cell]
+              postgres     TwoPC vs raw 2PC vs two one-phase commits on two PostgreSQL databases (starts its own server). Options: [seconds per cell]
             """);
         return 2;
 }
