@@ -13,6 +13,9 @@ switch (args.FirstOrDefault())
     case "postgres":
         return await PostgresBenchmark.RunAsync(args[1..]);
 
+    case "micro":
+        return HotPathBenchmarks.Run(args[1..]);
+
     default:
         Console.Error.WriteLine("""
             Usage: dotnet run -c Release --project Tests/TwoPC.Benchmarks -- <benchmark> [options]
@@ -22,6 +25,7 @@ switch (args.FirstOrDefault())
                      Options: --duration <s> (3)  --warmup <s> (1)  --concurrency <n,n,...> (1,16,64,256)
                               --dir <data directory> (system temp)  --results <directory> (Tests/TwoPC.Benchmarks/results)
               coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs). Options: [seconds per cell]
+              micro        BenchmarkDotNet micro-benchmarks of ids and WAL record encoding (results/micro.md).
               postgres     TwoPC vs raw 2PC vs two one-phase commits on two PostgreSQL databases (starts its own server). Options: [seconds per cell]
             """);
         return 2;
