@@ -1,0 +1,124 @@
+using Microsoft.Extensions.Logging;
+using TwoPC.Transactions;
+
+namespace TwoPC.Participants.RabbitMq;
+
+/// <summary>
+/// The publishing branch of one global transaction. <see cref="Publish(OutgoingMessage)"/> only stages a message;
+/// it is published when the global transaction commits, and never if it rolls back.
+/// </summary>
+public sealed class RabbitMqBranch : ITransactionBranch
+{
+    private readonly RabbitMqResourceManager _rm;
+    private readonly ILogger _logger;
+    private readonly List<OutgoingMessage> _staged = [];
+    private readonly Lock _gate = new();
+    private bool _closed;
+
+    internal RabbitMqBranch(RabbitMqResourceManager rm, Xid xid, ILogger logger)
+    {
+        _rm = rm;
+        Xid = xid;
+        _logger = logger;
+    }
+
+    /// <summary>The branch's XID; message ids are derived from it.</summary>
+    public Xid Xid { get; }
+
+    /// <inheritdoc />
+    public IResourceManager ResourceManager => _rm;
+
+    /// <summary>The messages staged so far.</summary>
+    public IReadOnlyList<OutgoingMessage> Staged
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _staged];
+            }
+        }
+    }
+
+    /// <summary>Stages a message to publish when the global transaction commits.</summary>
+    /// <exception cref="InvalidOperationException">The branch is already preparing or finished.</exception>
+    public void Publish(OutgoingMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                throw new InvalidOperationException($"Branch {Xid} no longer accepts messages: its transaction is completing.");
+            }
+
+            _staged.Add(message);
+        }
+    }
+
+    /// <summary>Stages a message (see <see cref="Publish(OutgoingMessage)"/>).</summary>
+    public void Publish(string exchange, string routingKey, ReadOnlyMemory<byte> body, IReadOnlyDictionary<string, string>? headers = null) =>
+        Publish(new OutgoingMessage(exchange, routingKey, body, headers));
+
+    /// <summary>
+    /// No messages → read-only. Otherwise checks that every target exchange exists (a missing one is a
+    /// No vote) and votes yes with the messages as recovery data, so the commit decision makes them durable.
+    /// </summary>
+    public async ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken)
+    {
+        OutgoingMessage[] messages;
+        lock (_gate)
+        {
+            _closed = true;
+            messages = [.. _staged];
+        }
+
+        if (messages.Length == 0)
+        {
+            return Vote.ReadOnly;
+        }
+
+        if (await _rm.FindMissingExchangeAsync(messages.Select(m => m.Exchange), cancellationToken).ConfigureAwait(false) is { } missing)
+        {
+            var reason = $"exchange '{missing}' does not exist";
+            _logger.VotedNo(Xid, reason);
+            return Vote.No(reason);
+        }
+
+        var data = StagedMessages.Encode(messages);
+        if (data.Length > Vote.MaxRecoveryDataLength)
+        {
+            var reason = $"the staged messages take {data.Length} bytes, more than the {Vote.MaxRecoveryDataLength} a branch may log";
+            _logger.VotedNo(Xid, reason);
+            return Vote.No(reason);
+        }
+
+        _logger.Prepared(Xid, messages.Length);
+        return Vote.Yes(data);
+    }
+
+    /// <summary>The only branch: publish now (with confirms).</summary>
+    public async ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken)
+    {
+        OutgoingMessage[] messages;
+        lock (_gate)
+        {
+            _closed = true;
+            messages = [.. _staged];
+        }
+
+        return await _rm.PublishAsync(Xid, messages, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Drops the stage; nothing is published.</summary>
+    public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            _closed = true;
+            _staged.Clear();
+        }
+
+        return ValueTask.FromResult(BranchOutcome.RolledBack);
+    }
+}

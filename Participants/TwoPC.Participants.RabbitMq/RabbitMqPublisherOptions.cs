@@ -1,0 +1,17 @@
+namespace TwoPC.Participants.RabbitMq;
+
+/// <summary>Settings of a <see cref="RabbitMqResourceManager"/>.</summary>
+public sealed class RabbitMqPublisherOptions
+{
+    /// <summary>Publisher confirms outstanding at once on one channel (bounded in-flight confirms). Default 256.</summary>
+    public int MaxOutstandingConfirms { get; set; } = 256;
+
+    /// <summary>Publishing channels kept open for concurrent commits. Default 4.</summary>
+    public int Channels { get; set; } = 4;
+
+    /// <summary>
+    /// The durable queue where messages that could not be delivered (unroutable: returned; or nacked) are
+    /// parked for an operator, with headers saying why. Declared at start. Default <c>twopc.parked</c>.
+    /// </summary>
+    public string ParkingQueue { get; set; } = "twopc.parked";
+}
