@@ -24,3 +24,28 @@ internal static partial class RabbitMqLog
     [LoggerMessage(EventId = 5005, Level = LogLevel.Warning, Message = "Branch {Xid}: publishing failed with an unknown outcome; the coordinator retries with the same message ids")]
     public static partial void PublishUncertain(this ILogger logger, Exception exception, Xid xid);
 }
+
+/// <summary>Log messages of the inbox consumer (event ids 5100-5199).</summary>
+internal static partial class InboxLog
+{
+    [LoggerMessage(EventId = 5100, Level = LogLevel.Information, Message = "Inbox consumer '{Consumer}' consuming queue {Queue}")]
+    public static partial void ConsumerStarted(this ILogger logger, string queue, string consumer);
+
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Debug, Message = "Message {MessageId} from {Queue} was processed before; acknowledged and skipped")]
+    public static partial void Duplicate(this ILogger logger, string messageId, string queue);
+
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Handler failed for message {MessageId} from {Queue} (delivery {Delivery}); rolled back and requeued")]
+    public static partial void HandlerFailed(this ILogger logger, Exception exception, string messageId, string queue, long delivery);
+
+    [LoggerMessage(EventId = 5103, Level = LogLevel.Error, Message = "Message {MessageId} from {Queue} failed on delivery {Delivery}, the limit; dead-lettering it")]
+    public static partial void DeliveryLimitReached(this ILogger logger, Exception exception, string messageId, string queue, long delivery);
+
+    [LoggerMessage(EventId = 5104, Level = LogLevel.Warning, Message = "Message {MessageId} from {Queue} dead-lettered: {Reason}")]
+    public static partial void DeadLettered(this ILogger logger, string messageId, string queue, string reason);
+
+    [LoggerMessage(EventId = 5105, Level = LogLevel.Error, Message = "Dead-lettering message {MessageId} from {Queue} failed; requeued instead")]
+    public static partial void DeadLetterFailed(this ILogger logger, Exception exception, string messageId, string queue);
+
+    [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Inbox cleanup for {Queue} failed")]
+    public static partial void CleanupFailed(this ILogger logger, Exception exception, string queue);
+}
