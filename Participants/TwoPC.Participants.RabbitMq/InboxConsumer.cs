@@ -50,6 +50,9 @@ public sealed class InboxConsumerOptions
 
     /// <summary>How often expired inbox rows are cleaned up. Default 1 minute.</summary>
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Test hook between the database commit and the ack (the crash tests kill the consumer there).</summary>
+    internal Func<InboxMessage, ValueTask>? AfterCommit { get; set; }
 }
 
 /// <summary>
@@ -173,6 +176,11 @@ public sealed partial class InboxConsumer : IAsyncDisposable
             }
 
             return;
+        }
+
+        if (_options.AfterCommit is { } afterCommit && !duplicate)
+        {
+            await afterCommit(message).ConfigureAwait(false);
         }
 
         // Only now, after the commit: a crash before this line makes the broker redeliver, and the inbox skips it.

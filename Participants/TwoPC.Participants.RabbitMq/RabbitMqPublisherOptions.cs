@@ -6,8 +6,14 @@ public sealed class RabbitMqPublisherOptions
     /// <summary>Publisher confirms outstanding at once on one channel (bounded in-flight confirms). Default 256.</summary>
     public int MaxOutstandingConfirms { get; set; } = 256;
 
-    /// <summary>Publishing channels kept open for concurrent commits. Default 4.</summary>
-    public int Channels { get; set; } = 4;
+    /// <summary>Publishing channels kept open for concurrent commits. Default 16.</summary>
+    public int Channels { get; set; } = 16;
+
+    /// <summary>
+    /// How long an exchange found to exist is trusted before prepare checks it again (a passive declare
+    /// costs a channel round trip, too much for every transaction). Default 30 s.
+    /// </summary>
+    public TimeSpan ExchangeCheckInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// The durable queue where messages that could not be delivered (unroutable: returned; or nacked) are

@@ -34,6 +34,7 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
     private readonly IConnection _connection;
     private readonly ILogger _logger;
     private readonly ConcurrentBag<IChannel> _channels = [];
+    private readonly ConcurrentDictionary<string, long> _exchangesSeen = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _channelSlots;
     private readonly Meter _meter;
     private readonly Counter<long> _published;
@@ -136,12 +137,20 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
     /// <summary>The stable id of the <paramref name="index"/>-th message of a branch.</summary>
     public static string MessageId(Xid xid, int index) => string.Create(CultureInfo.InvariantCulture, $"{xid}.{index}");
 
-    /// <summary>Checks (passively) that every exchange a branch publishes to exists.</summary>
-    internal async Task<string?> FindMissingExchangeAsync(IEnumerable<string> exchanges, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks (passively) that every exchange a branch publishes to exists; an exchange seen within
+    /// <see cref="RabbitMqPublisherOptions.ExchangeCheckInterval"/> is trusted without asking again.
+    /// </summary>
+    internal async Task<string?> FindMissingExchangeAsync(IEnumerable<string> exchanges, CancellationToken cancellationToken) =>
+        (await FindMissingExchangesAsync(exchanges, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
+
+    private async Task<List<string>> FindMissingExchangesAsync(IEnumerable<string> exchanges, CancellationToken cancellationToken)
     {
+        var missing = new List<string>();
+        var now = Environment.TickCount64;
         foreach (var exchange in exchanges.Distinct(StringComparer.Ordinal))
         {
-            if (exchange.Length == 0)
+            if (exchange.Length == 0 || (_exchangesSeen.TryGetValue(exchange, out var until) && until > now))
             {
                 continue; // the default exchange always exists
             }
@@ -151,14 +160,16 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
             try
             {
                 await channel.ExchangeDeclarePassiveAsync(exchange, cancellationToken).ConfigureAwait(false);
+                _exchangesSeen[exchange] = now + (long)Options.ExchangeCheckInterval.TotalMilliseconds;
             }
             catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
             {
-                return exchange;
+                _exchangesSeen.TryRemove(exchange, out _);
+                missing.Add(exchange);
             }
         }
 
-        return null;
+        return missing;
     }
 
     internal async Task<BranchOutcome> PublishAsync(Xid xid, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
@@ -168,6 +179,9 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
             return BranchOutcome.Committed;
         }
 
+        // An exchange deleted since prepare would close the channel on every attempt (404): park its
+        // messages as undeliverable instead of retrying them forever.
+        var missing = await FindMissingExchangesAsync(messages.Select(m => m.Exchange), cancellationToken).ConfigureAwait(false);
         var channel = await RentChannelAsync(cancellationToken).ConfigureAwait(false);
         var healthy = true;
         try
@@ -175,14 +189,16 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
             var publishes = new Task[messages.Count];
             for (var i = 0; i < messages.Count; i++)
             {
-                publishes[i] = PublishOneAsync(channel, messages[i], MessageId(xid, i), cancellationToken);
+                publishes[i] = missing.Contains(messages[i].Exchange)
+                    ? Task.FromException(new ExchangeMissingException(messages[i].Exchange))
+                    : PublishOneAsync(channel, messages[i], MessageId(xid, i), cancellationToken);
             }
 
             try
             {
                 await Task.WhenAll(publishes).ConfigureAwait(false);
             }
-            catch (Exception) when (publishes.All(p => p.IsCompletedSuccessfully || p.Exception?.InnerException is PublishException))
+            catch (Exception) when (publishes.All(p => p.IsCompletedSuccessfully || p.Exception?.InnerException is PublishException or ExchangeMissingException))
             {
                 // Only definite answers (returns and nacks) failed: park those below.
             }
@@ -197,11 +213,14 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
             var parked = 0;
             for (var i = 0; i < messages.Count; i++)
             {
-                if (publishes[i].Exception?.InnerException is PublishException failure)
+                if (publishes[i].Exception?.InnerException is (PublishException or ExchangeMissingException) and var failure)
                 {
-                    var problem = failure is PublishReturnException returned
-                        ? $"returned as unroutable ({returned.ReplyCode} {returned.ReplyText})"
-                        : "nacked by the broker";
+                    var problem = failure switch
+                    {
+                        PublishReturnException returned => $"returned as unroutable ({returned.ReplyCode} {returned.ReplyText})",
+                        ExchangeMissingException => "not publishable: its exchange no longer exists",
+                        _ => "nacked by the broker",
+                    };
                     await ParkAsync(channel, messages[i], MessageId(xid, i), problem, cancellationToken).ConfigureAwait(false);
                     _logger.Parked(xid, MessageId(xid, i), messages[i].Exchange, messages[i].RoutingKey, problem, Options.ParkingQueue);
                     parked++;
@@ -307,3 +326,6 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
         _channelSlots.Release();
     }
 }
+
+/// <summary>A staged message's exchange was deleted after the branch prepared.</summary>
+internal sealed class ExchangeMissingException(string exchange) : Exception($"exchange '{exchange}' does not exist");

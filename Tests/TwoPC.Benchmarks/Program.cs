@@ -13,6 +13,9 @@ switch (args.FirstOrDefault())
     case "postgres":
         return await PostgresBenchmark.RunAsync(args[1..]);
 
+    case "publish":
+        return await PublishBenchmark.RunAsync(args[1..]);
+
     case "micro":
         return HotPathBenchmarks.Run(args[1..]);
 
@@ -27,6 +30,8 @@ switch (args.FirstOrDefault())
               coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs). Options: [seconds per cell]
               micro        BenchmarkDotNet micro-benchmarks of ids and WAL record encoding (results/micro.md).
               postgres     TwoPC vs raw 2PC vs two one-phase commits on two PostgreSQL databases (starts its own server). Options: [seconds per cell]
+              publish      UPDATE + one RabbitMQ message: TwoPC vs raw confirmed publishing vs Wolverine's durable outbox (starts its own servers).
+                           Options: [seconds per cell (3)] [concurrencies, e.g. 1,8,32]
             """);
         return 2;
 }

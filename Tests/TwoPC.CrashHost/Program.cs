@@ -22,13 +22,16 @@ using TwoPC.Wal;
 //   HEURISTIC <gtrid> <kind>             recover: a heuristic outcome is on record
 //   RECOVERED                            recover: nothing prepared is left and no decision is being driven
 //   pg-run / pg-recover: the PostgreSQL scenarios, see PostgresHost.cs.
+//   mq-run / mq-recover / inbox-consume: the RabbitMQ scenarios, see RabbitMqHost.cs.
 // Exit codes: 0 success, 1 unexpected failure (or ERROR lines in run), 2 usage, 3 recovery did not finish.
-if (PostgresHost.Handles(args))
+if (PostgresHost.Handles(args) || RabbitMqHost.Handles(args))
 {
     using var pgLoggerFactory = LoggerFactory.Create(builder => builder
         .SetMinimumLevel(LogLevel.Warning)
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-    return await PostgresHost.RunAsync(args, pgLoggerFactory);
+    return PostgresHost.Handles(args)
+        ? await PostgresHost.RunAsync(args, pgLoggerFactory)
+        : await RabbitMqHost.RunAsync(args, pgLoggerFactory);
 }
 
 HostArguments arguments;
