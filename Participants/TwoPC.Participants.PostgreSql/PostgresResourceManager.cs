@@ -107,8 +107,10 @@ public sealed partial class PostgresResourceManager : IResourceManager, IDisposa
                 var tx = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
                 if (Options.BoundLockWaitsByDeadline)
                 {
+                    // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
+                    // little longer so the two timers never fire together.
                     var ms = Math.Max(1, (long)Math.Ceiling(transaction.RemainingTime.TotalMilliseconds));
-                    await using var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}", connection, tx);
+                    await using var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
                     await bound.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
                 }
 

@@ -27,6 +27,18 @@ internal static class CoordinatorFixture
         return coordinator;
     }
 
+    /// <summary>Begins a transaction with one branch of each resource manager, in order.</summary>
+    public static GlobalTransaction BeginWith(TransactionCoordinator coordinator, params ScriptedResourceManager[] resourceManagers)
+    {
+        var tx = coordinator.Begin();
+        foreach (var rm in resourceManagers)
+        {
+            tx.Enlist(rm.CreateBranch);
+        }
+
+        return tx;
+    }
+
     public static async Task<TransactionState> WaitForEndAsync(TransactionCoordinator coordinator, TwoPC.Transactions.GlobalTransactionId id)
     {
         for (var i = 0; i < 500; i++)

@@ -16,9 +16,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -37,9 +35,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { Prepare = (_, _) => ValueTask.FromResult(Vote.No("unique violation")) };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.RolledBack, outcome.Kind);
@@ -59,9 +55,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { Prepare = (_, _) => throw new IOException("connection lost") };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.RolledBack, outcome.Kind);
@@ -101,9 +95,7 @@ public sealed class TwoPhaseCommitTests
         options.DefaultTimeout = TimeSpan.FromMilliseconds(100);
         await using var coordinator = await StartAsync(options, log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         Assert.Equal(TransactionState.RolledBack, await WaitForEndAsync(coordinator, tx.Id));
 
         var outcome = await tx.CommitAsync();
@@ -120,8 +112,7 @@ public sealed class TwoPhaseCommitTests
         var a = new ScriptedResourceManager("a");
         await using var coordinator = await StartAsync(log, a);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
+        var tx = BeginWith(coordinator, a);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -136,8 +127,7 @@ public sealed class TwoPhaseCommitTests
         var a = new ScriptedResourceManager("a") { OnePhaseFailure = new IOException("connection reset during COMMIT") };
         await using var coordinator = await StartAsync(log, a);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
+        var tx = BeginWith(coordinator, a);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.HeuristicHazard, outcome.Kind);
@@ -153,9 +143,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { Prepare = (_, _) => ValueTask.FromResult(Vote.ReadOnly) };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -172,10 +160,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         await using var coordinator = await StartAsync(log, ro, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(ro.CreateBranch);
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, ro, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -193,9 +178,7 @@ public sealed class TwoPhaseCommitTests
         var a = new ScriptedResourceManager("a");
         await using var coordinator = await StartAsync(log, ro, a);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(ro.CreateBranch);
-        tx.Enlist(a.CreateBranch);
+        var tx = BeginWith(coordinator, ro, a);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -211,9 +194,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
@@ -229,9 +210,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { CommitAnswer = BranchOutcome.RolledBack };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.HeuristicMixed, outcome.Kind);
@@ -256,9 +235,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { CommitAnswer = BranchOutcome.RolledBack };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         Assert.Equal(OutcomeKind.HeuristicRollback, (await tx.CommitAsync()).Kind);
     }
 
@@ -270,9 +247,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b") { Prepare = (_, _) => ValueTask.FromResult(Vote.No("no")) };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(OutcomeKind.HeuristicCommit, outcome.Kind);
@@ -298,9 +273,7 @@ public sealed class TwoPhaseCommitTests
         };
         await using var coordinator = await StartAsync(options, log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => tx.CommitAsync(cts.Token));
 
         Assert.Equal(TransactionState.Committed, await WaitForEndAsync(coordinator, tx.Id));
@@ -317,9 +290,7 @@ public sealed class TwoPhaseCommitTests
         await using var coordinator = await StartAsync(log, a, b);
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => tx.CommitAsync(cts.Token));
 
         Assert.Equal(TransactionState.RolledBack, await WaitForEndAsync(coordinator, tx.Id));
@@ -335,9 +306,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var first = await tx.CommitAsync();
         var second = await tx.CommitAsync();
         var rollback = await tx.RollbackAsync();
@@ -355,9 +324,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var outcome = await tx.RollbackAsync();
 
         Assert.Equal(OutcomeKind.RolledBack, outcome.Kind);
@@ -387,9 +354,7 @@ public sealed class TwoPhaseCommitTests
         var b = new ScriptedResourceManager("b");
         var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var error = await Assert.ThrowsAsync<TransactionLogFailedException>(() => tx.CommitAsync());
 
         Assert.Equal(TransactionState.InDoubt, tx.State);

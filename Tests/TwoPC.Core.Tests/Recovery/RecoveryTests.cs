@@ -113,9 +113,7 @@ public sealed class RecoveryTests
         var b = new ScriptedResourceManager("b") { Prepare = async (_, _) => { await release.Task; return Vote.Yes(); } };
         await using var coordinator = await StartAsync(log, a, b);
 
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         var commit = tx.CommitAsync();
         await Task.Delay(50);
 
@@ -133,9 +131,7 @@ public sealed class RecoveryTests
         var a = new ScriptedResourceManager("a");
         var b = new ScriptedResourceManager("b") { CommitAnswer = BranchOutcome.RolledBack };
         var coordinator = await StartAsync(log, a, b);
-        var tx = coordinator.Begin();
-        tx.Enlist(a.CreateBranch);
-        tx.Enlist(b.CreateBranch);
+        var tx = BeginWith(coordinator, a, b);
         Assert.Equal(OutcomeKind.HeuristicMixed, (await tx.CommitAsync()).Kind);
         await coordinator.DisposeAsync();
 
