@@ -1,0 +1,40 @@
+using TwoPC.Testing;
+using TwoPC.Wal;
+
+namespace TwoPC.Tests.Crash;
+
+/// <summary>The log directory lock holds across processes, and a SIGKILL releases it.</summary>
+[Collection(CrashTestCollection.Name)]
+public sealed class LogLockAcrossProcessesTests
+{
+    [Fact]
+    public async Task A_second_coordinator_process_on_the_same_log_fails_naming_the_directory_until_the_first_dies()
+    {
+        var root = Directory.CreateTempSubdirectory("twopc-lock-");
+        try
+        {
+            var log = Path.Combine(root.FullName, "log");
+            var data = Path.Combine(root.FullName, "data");
+            Directory.CreateDirectory(data);
+            using var holder = CrashHostProcess.Start(["run", "--log", log, "--data", data, "--participants", "2", "--transactions", "5", "--concurrency", "1", "--seed", "1", "--no-votes", "0", "--crash-step", "BeforePrepare", "--crash-at", "1"]);
+            Assert.NotNull(await holder.WaitForLineAsync(TimeSpan.FromSeconds(45), "CRASHPOINT"));
+
+            // The first process is alive (frozen) and holds the log: a second coordinator must not open it.
+            await using (var second = new FileTransactionLog(new FileTransactionLogOptions { Directory = log }))
+            {
+                var error = await Assert.ThrowsAsync<TransactionLogLockedException>(async () => await second.OpenAsync(default));
+                Assert.Contains(Path.GetFullPath(log), error.Message, StringComparison.Ordinal);
+            }
+
+            holder.Kill();
+            await holder.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            await using var third = new FileTransactionLog(new FileTransactionLogOptions { Directory = log });
+            var state = await third.OpenAsync(default);
+            Assert.Equal(2UL, state.Epoch);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
+    }
+}
