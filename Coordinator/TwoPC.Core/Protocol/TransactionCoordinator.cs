@@ -90,6 +90,12 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <summary>Number of logged commit decisions whose phase 2 recovery is still driving.</summary>
     public int RecoveringTransactions => _table.RecoveringCount;
 
+    /// <summary>In-doubt branches the last recovery pass left alone (other nodes', too young, or heuristic).</summary>
+    public int InDoubtBranches => _recovery.LeftInDoubt;
+
+    /// <summary>The error that stopped the transaction log, or <see langword="null"/> while it is healthy.</summary>
+    public Exception? LogFailure => _log.Failure;
+
     internal TimeProvider Time { get; }
 
     /// <summary>Registers a resource manager under its <see cref="IResourceManager.Name"/>.</summary>

@@ -91,13 +91,13 @@ public sealed class RecoveryTests
         var orphan = Xid.ForBranch(new GlobalTransactionId(Node, 0, 3), 1);
         a.AddPrepared(orphan);
         var options = Options();
-        options.OrphanSafetyInterval = TimeSpan.FromMilliseconds(300);
+        options.OrphanSafetyInterval = TimeSpan.FromSeconds(3);
 
         await using var coordinator = await StartAsync(options, log, a);
         Assert.Equal(TestBranchState.Prepared, a.States[orphan]);
         var report = await coordinator.RecoverAsync();
         Assert.Equal(InDoubtResolution.TooYoung, report.Branches.Single().Resolution);
-        await Task.Delay(400);
+        await Task.Delay(3100);
         report = await coordinator.RecoverAsync();
 
         Assert.Equal(InDoubtResolution.RolledBack, report.Branches.Single().Resolution);

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using TwoPC.Protocol;
+
+namespace TwoPC.Hosting;
+
+/// <summary>
+/// Health of the embedded coordinator: unhealthy until recovery is done or after the log failed;
+/// degraded while transactions are in doubt or heuristic outcomes wait for an operator.
+/// </summary>
+public sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHealthCheck
+{
+    /// <inheritdoc />
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var heuristics = coordinator.GetHeuristics().Count;
+        var data = new Dictionary<string, object>
+        {
+            ["started"] = coordinator.IsStarted,
+            ["log_writable"] = coordinator.LogFailure is null,
+            ["active"] = coordinator.ActiveTransactions,
+            ["recovering"] = coordinator.RecoveringTransactions,
+            ["in_doubt_branches"] = coordinator.InDoubtBranches,
+            ["heuristics"] = heuristics,
+        };
+        if (coordinator.LogFailure is { } failure)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy("The transaction log has failed; restart the coordinator to recover.", failure, data));
+        }
+
+        if (!coordinator.IsStarted)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy("Recovery has not finished (or the coordinator is stopping).", null, data));
+        }
+
+        if (heuristics > 0 || coordinator.InDoubtBranches > 0)
+        {
+            return Task.FromResult(HealthCheckResult.Degraded($"{heuristics} heuristic outcomes and {coordinator.InDoubtBranches} in-doubt branches need attention.", null, data));
+        }
+
+        return Task.FromResult(HealthCheckResult.Healthy("Recovered and accepting transactions.", data));
+    }
+}

@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TwoPC.Participants;
+using TwoPC.Protocol;
+using TwoPC.Wal;
+
+namespace TwoPC.Hosting;
+
+/// <summary>
+/// Owns the embedded coordinator's lifetime. Recovery runs in <see cref="StartingAsync"/>, so it is done
+/// before the host reports started (until then <see cref="TransactionCoordinator.Begin"/> refuses new
+/// transactions); <see cref="StopAsync"/> stops new transactions and lets phase 2 in flight finish within
+/// the host's shutdown timeout.
+/// </summary>
+public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyncDisposable
+{
+    private readonly IServiceProvider _services;
+    private readonly IEnumerable<ResourceManagerRegistration> _registrations;
+    private readonly ConcurrentDictionary<ResourceManagerRegistration, IResourceManager> _created = new();
+
+    /// <summary>Creates the service; the coordinator itself is created here and started with the host.</summary>
+    public TwoPhaseCommitHostedService(IServiceProvider services, IOptions<TwoPCOptions> options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        _services = services;
+        _registrations = (IEnumerable<ResourceManagerRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerRegistration>)) ?? [];
+        var settings = options.Value;
+        var log = new FileTransactionLog(
+            new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
+            loggerFactory.CreateLogger<FileTransactionLog>(),
+            meterFactory);
+        Coordinator = new TransactionCoordinator(settings.ToCoordinatorOptions(), log, null, loggerFactory, meterFactory);
+    }
+
+    /// <summary>The embedded coordinator (refuses transactions until the host has started).</summary>
+    public TransactionCoordinator Coordinator { get; }
+
+    /// <summary>Creates the resource managers, registers them, opens the log and recovers.</summary>
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        foreach (var registration in _registrations)
+        {
+            var rm = await registration.Create(_services, cancellationToken).ConfigureAwait(false);
+            _created[registration] = rm;
+            Coordinator.RegisterResourceManager(rm);
+        }
+
+        await Coordinator.StartAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Stops new transactions and waits (until the shutdown timeout) for commits in flight.</summary>
+    public Task StopAsync(CancellationToken cancellationToken) => Coordinator.StopAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await Coordinator.DisposeAsync().ConfigureAwait(false);
+        foreach (var rm in _created.Values)
+        {
+            switch (rm)
+            {
+                case IAsyncDisposable asyncDisposable:
+                    await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                    break;
+                case IDisposable disposable:
+                    disposable.Dispose();
+                    break;
+            }
+        }
+    }
+
+    internal IResourceManager ResourceManagerFor(ResourceManagerRegistration registration) =>
+        _created.TryGetValue(registration, out var rm)
+            ? rm
+            : throw new InvalidOperationException($"The {registration.Type.Name} resource manager is created when the host starts; resolve it after startup.");
+}

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using TwoPC.Protocol;
+
+namespace TwoPC.Hosting;
+
+/// <summary>Adds an embedded TwoPC coordinator to a Generic Host application.</summary>
+public static class TwoPhaseCommitServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the coordinator: options bound from <paramref name="configuration"/> (typically the <c>TwoPC</c>
+    /// section) and/or <paramref name="configure"/>, validated at start; a hosted service that recovers
+    /// before the host reports started; the <see cref="TransactionCoordinator"/> singleton; and a
+    /// <c>twopc</c> health check.
+    /// </summary>
+    public static TwoPhaseCommitBuilder AddTwoPhaseCommit(this IServiceCollection services, IConfiguration? configuration = null, Action<TwoPCOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var options = services.AddOptions<TwoPCOptions>();
+        if (configuration is not null)
+        {
+            options.Bind(configuration);
+        }
+
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        options.ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TwoPCOptions>, TwoPCOptionsValidator>());
+        services.TryAddSingleton<TwoPhaseCommitHostedService>();
+        services.AddHostedService(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>());
+        services.TryAddSingleton(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>().Coordinator);
+        services.AddHealthChecks().AddCheck<TwoPCHealthCheck>("twopc", HealthStatus.Unhealthy, ["twopc"]);
+        return new TwoPhaseCommitBuilder(services);
+    }
+}
