@@ -13,6 +13,8 @@ public sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHeal
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var heuristics = coordinator.GetHeuristics().Count;
+        var oldestPrepared = coordinator.ResourceManagers.OfType<TwoPC.Participants.IPreparedAgeReporter>()
+            .Select(r => r.OldestPreparedAge).Where(a => a is not null).DefaultIfEmpty(null).Max();
         var data = new Dictionary<string, object>
         {
             ["started"] = coordinator.IsStarted,
@@ -22,6 +24,11 @@ public sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHeal
             ["in_doubt_branches"] = coordinator.InDoubtBranches,
             ["heuristics"] = heuristics,
         };
+        if (oldestPrepared is { } age)
+        {
+            data["oldest_prepared_seconds"] = age.TotalSeconds;
+        }
+
         if (coordinator.LogFailure is { } failure)
         {
             return Task.FromResult(HealthCheckResult.Unhealthy("The transaction log has failed; restart the coordinator to recover.", failure, data));

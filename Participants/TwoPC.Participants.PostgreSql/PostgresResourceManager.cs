@@ -21,7 +21,7 @@ namespace TwoPC.Participants.PostgreSql;
 /// Create it with <see cref="CreateAsync"/>, which fails fast on a server with
 /// <c>max_prepared_transactions = 0</c>.
 /// </remarks>
-public sealed partial class PostgresResourceManager : IResourceManager, IDisposable
+public sealed partial class PostgresResourceManager : IResourceManager, IPreparedAgeReporter, IDisposable
 {
     private const string UndefinedObject = "42704";
 

@@ -104,6 +104,34 @@ public sealed class EmbeddedHostTests : IDisposable
         await host.StopAsync();
     }
 
+    [Fact]
+    public async Task Health_reports_the_age_of_the_oldest_prepared_branch()
+    {
+        var aged = new AgedResourceManager(TimeSpan.FromMinutes(7));
+        using var host = Build(new Dictionary<string, string?> { ["TwoPC:NodeId"] = "orders-1", ["TwoPC:LogDirectory"] = _log.FullName }, builder => builder.AddResourceManager(aged));
+        await host.StartAsync();
+        var health = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        Assert.Equal(420.0, health.Entries["twopc"].Data["oldest_prepared_seconds"]);
+        await host.StopAsync();
+    }
+
+    private sealed class AgedResourceManager(TimeSpan age) : IResourceManager, IPreparedAgeReporter
+    {
+        private readonly ScriptedResourceManager _inner = new("aged");
+
+        public string Name => _inner.Name;
+
+        public TimeSpan? OldestPreparedAge => age;
+
+        public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) => _inner.CommitAsync(xid, recoveryData, cancellationToken);
+
+        public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) => _inner.RollbackAsync(xid, recoveryData, cancellationToken);
+
+        public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) => _inner.RecoverAsync(cancellationToken);
+
+        public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken) => _inner.ForgetAsync(xid, cancellationToken);
+    }
+
     private static IHost Build(Dictionary<string, string?> settings, Action<TwoPhaseCommitBuilder> configure)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });

@@ -60,3 +60,13 @@ public interface ITransactionBranch
     /// </summary>
     ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// Optionally implemented by resource managers that can tell how long their oldest prepared branch has
+/// been waiting (prepared transactions hold locks and resources); health checks and operators read it.
+/// </summary>
+public interface IPreparedAgeReporter
+{
+    /// <summary>Age of the oldest prepared branch at the last recovery scan, or <see langword="null"/> when there is none.</summary>
+    TimeSpan? OldestPreparedAge { get; }
+}
