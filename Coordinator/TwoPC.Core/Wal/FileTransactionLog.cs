@@ -213,7 +213,7 @@ public sealed class FileTransactionLog : ITransactionLog
     }
 
     /// <summary>The state rebuilt from the records, in log order.</summary>
-    private sealed class Replay
+    internal sealed class Replay
     {
         public Dictionary<GlobalTransactionId, CommitDecision> Decisions { get; } = [];
 
@@ -247,7 +247,7 @@ public sealed class FileTransactionLog : ITransactionLog
         }
     }
 
-    private sealed class IdComparer : IComparer<GlobalTransactionId>
+    internal sealed class IdComparer : IComparer<GlobalTransactionId>
     {
         public static IdComparer Instance { get; } = new();
 

@@ -471,41 +471,37 @@ internal sealed class WriteAheadLog : IAsyncDisposable
                 throw Corrupt(path, 8, $"the header says segment {headerNumber}");
             }
 
-            var offset = WalFormat.SegmentHeaderSize;
-            while (offset < data.Length)
+            var end = WalSegmentReader.ReadFrames(data, (frameOffset, recordType, payload) =>
             {
-                var rest = data.AsSpan(offset);
-                if (!WalFormat.TryReadFrame(rest, out var recordType, out var payloadLength, out problem))
-                {
-                    if (!isLast)
-                    {
-                        throw Corrupt(path, offset, $"{problem} (in a segment that is not the last, so not a torn write)");
-                    }
-
-                    var valid = FindValidFrame(data, offset + 1);
-                    if (valid >= 0)
-                    {
-                        throw Corrupt(path, offset, $"{problem}, and a valid record follows at offset {valid}");
-                    }
-
-                    var dropped = data.Length - offset;
-                    _fileSystem.SetLength(handle, offset);
-                    _fileSystem.FlushToDisk(handle);
-                    warnings.Add($"Truncated {dropped} bytes of torn data at offset {offset} of {path} ({problem}).");
-                    _logger.TornTailTruncated(dropped, path, offset, problem);
-                    break;
-                }
-
                 try
                 {
-                    onRecord(recordType, rest.Slice(WalFormat.FrameHeaderSize, payloadLength));
+                    onRecord(recordType, payload);
                 }
                 catch (Exception ex) when (ex is FormatException or InvalidDataException or ArgumentException or OverflowException)
                 {
-                    throw Corrupt(path, offset, $"a record of type {recordType} has a valid checksum but does not decode: {ex.Message}", ex);
+                    throw Corrupt(path, frameOffset, $"a record of type {recordType} has a valid checksum but does not decode: {ex.Message}", ex);
+                }
+            });
+
+            var offset = end.Offset;
+            if (end.Problem is { } frameProblem)
+            {
+                if (!isLast)
+                {
+                    throw Corrupt(path, offset, $"{frameProblem} (in a segment that is not the last, so not a torn write)");
                 }
 
-                offset += WalFormat.FrameOverhead + payloadLength;
+                var valid = FindValidFrame(data, offset + 1);
+                if (valid >= 0)
+                {
+                    throw Corrupt(path, offset, $"{frameProblem}, and a valid record follows at offset {valid}");
+                }
+
+                var dropped = data.Length - offset;
+                _fileSystem.SetLength(handle, offset);
+                _fileSystem.FlushToDisk(handle);
+                warnings.Add($"Truncated {dropped} bytes of torn data at offset {offset} of {path} ({frameProblem}).");
+                _logger.TornTailTruncated(dropped, path, offset, frameProblem);
             }
 
             if (isLast)
@@ -553,27 +549,7 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         return data;
     }
 
-    /// <summary>The first offset at or after <paramref name="start"/> where a complete, verified frame begins, or -1.</summary>
-    private static long FindValidFrame(byte[] data, int start)
-    {
-        for (var offset = start; offset <= data.Length - WalFormat.FrameOverhead; offset++)
-        {
-            var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(offset));
-            // Cheap filters first: the length must fit and the suffix must repeat it.
-            if (length > (uint)(data.Length - offset - WalFormat.FrameOverhead)
-                || System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(offset + WalFormat.FrameHeaderSize + (int)length)) != length)
-            {
-                continue;
-            }
-
-            if (WalFormat.TryReadFrame(data.AsSpan(offset), out _, out _, out _))
-            {
-                return offset;
-            }
-        }
-
-        return -1;
-    }
+    private static long FindValidFrame(byte[] data, int start) => WalSegmentReader.FindValidFrame(data, start);
 
     private static TransactionLogCorruptedException Corrupt(string path, long offset, string problem, Exception? inner = null)
     {

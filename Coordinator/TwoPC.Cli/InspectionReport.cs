@@ -1,0 +1,268 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace TwoPC.Cli;
+
+/// <summary>Writes a <see cref="LogInspection"/> as readable tables or as JSON.</summary>
+internal static class InspectionReport
+{
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public static void WriteText(LogInspection inspection, bool includeRecords, TextWriter output)
+    {
+        output.WriteLine($"Log directory: {inspection.Directory}");
+        output.WriteLine();
+        output.WriteLine("Segments");
+        if (inspection.Segments.Count == 0)
+        {
+            output.WriteLine("  (none: recovery would start an empty log)");
+        }
+        else
+        {
+            WriteTable(
+                output,
+                ["File", "Number", "Size", "Header", "Records", "First offset", "Last offset"],
+                inspection.Segments.Select(s => new[]
+                {
+                    Path.GetFileName(s.Path),
+                    Number(s.Number),
+                    Number(s.Size),
+                    s.HeaderOk ? "ok" : $"bad: {s.HeaderProblem}",
+                    Number(s.Records),
+                    s.FirstOffset is { } first ? Number(first) : "-",
+                    s.LastOffset is { } last ? Number(last) : "-",
+                }));
+        }
+
+        if (includeRecords)
+        {
+            output.WriteLine();
+            output.WriteLine("Records");
+            if (inspection.Records.Count == 0)
+            {
+                output.WriteLine("  (none)");
+            }
+            else
+            {
+                WriteTable(
+                    output,
+                    ["Segment", "Offset", "Type", "Checksum", "Gtrid", "Branches", "Detail"],
+                    inspection.Records.Select(r => new[]
+                    {
+                        r.Segment,
+                        Number(r.Offset),
+                        r.Type,
+                        r.ChecksumOk ? "ok" : "bad",
+                        r.Gtrid ?? "-",
+                        r.Branches ?? "-",
+                        r.Detail ?? string.Empty,
+                    }));
+            }
+        }
+
+        output.WriteLine();
+        output.WriteLine("Verdict");
+        if (inspection.Problems.Count == 0)
+        {
+            output.WriteLine("  CLEAN: every segment header and record verifies.");
+        }
+
+        foreach (var problem in inspection.Problems)
+        {
+            output.WriteLine($"  {Verdict(problem)}");
+        }
+
+        output.WriteLine();
+        output.WriteLine("What recovery would do");
+        if (inspection.RecoveryRefuses)
+        {
+            output.WriteLine("  REFUSE TO START: the log is corrupt (see above); restore or investigate before starting the coordinator.");
+            output.WriteLine("  State read before the damage:");
+        }
+        else
+        {
+            foreach (var problem in inspection.Problems)
+            {
+                output.WriteLine(problem.Kind == ProblemKind.TornTail
+                    ? $"  Truncate {Path.GetFileName(problem.Path)} to {problem.Offset} bytes (drop {problem.DroppedBytes})."
+                    : $"  Delete {Path.GetFileName(problem.Path)} ({problem.DroppedBytes} bytes).");
+            }
+
+            output.WriteLine($"  Start epoch {inspection.NextEpoch}.");
+        }
+
+        output.WriteLine($"  Pending commit decisions to re-drive: {inspection.PendingDecisions.Count}");
+        foreach (var decision in inspection.PendingDecisions)
+        {
+            output.WriteLine($"    {decision.TransactionId}  decided {LogInspector.Time(decision.DecidedAt)}  {decision.Branches.Count} branch(es)");
+            foreach (var branch in decision.Branches)
+            {
+                output.WriteLine($"      {branch.ResourceManager}  {branch.Xid}");
+            }
+        }
+
+        output.WriteLine($"  Heuristic outcomes on record: {inspection.Heuristics.Count}");
+        foreach (var heuristic in inspection.Heuristics)
+        {
+            output.WriteLine($"    {heuristic.TransactionId}  {heuristic.Kind}  recorded {LogInspector.Time(heuristic.RecordedAt)}  reason: {heuristic.Reason}");
+            foreach (var branch in heuristic.Branches)
+            {
+                output.WriteLine($"      {branch.ResourceManager}  {branch.Xid}  {(branch.Outcome?.ToString() ?? "unknown")}");
+            }
+        }
+
+        output.WriteLine();
+        output.WriteLine($"Exit code {inspection.ExitCode}: {inspection.ExitCode switch
+        {
+            Program.ExitClean => "clean",
+            Program.ExitTornTail => "torn tail (recoverable)",
+            _ => "corruption (recovery would refuse to start)",
+        }}");
+    }
+
+    public static void WriteJson(LogInspection inspection, bool includeRecords, TextWriter output)
+    {
+        var segments = new JsonArray();
+        foreach (var s in inspection.Segments)
+        {
+            segments.Add(new JsonObject
+            {
+                ["file"] = Path.GetFileName(s.Path),
+                ["path"] = s.Path,
+                ["number"] = s.Number,
+                ["size"] = s.Size,
+                ["headerOk"] = s.HeaderOk,
+                ["headerProblem"] = s.HeaderProblem,
+                ["records"] = s.Records,
+                ["firstOffset"] = s.FirstOffset,
+                ["lastOffset"] = s.LastOffset,
+            });
+        }
+
+        var problems = new JsonArray();
+        foreach (var p in inspection.Problems)
+        {
+            problems.Add(new JsonObject
+            {
+                ["kind"] = p.Kind.ToString(),
+                ["file"] = Path.GetFileName(p.Path),
+                ["path"] = p.Path,
+                ["offset"] = p.Offset,
+                ["droppedBytes"] = p.DroppedBytes,
+                ["description"] = p.Description,
+                ["verdict"] = Verdict(p),
+            });
+        }
+
+        var pending = new JsonArray();
+        foreach (var d in inspection.PendingDecisions)
+        {
+            var branches = new JsonArray();
+            foreach (var b in d.Branches)
+            {
+                branches.Add(new JsonObject { ["resourceManager"] = b.ResourceManager, ["xid"] = b.Xid.ToString() });
+            }
+
+            pending.Add(new JsonObject { ["gtrid"] = d.TransactionId.ToString(), ["decidedAt"] = d.DecidedAt, ["branches"] = branches });
+        }
+
+        var heuristics = new JsonArray();
+        foreach (var h in inspection.Heuristics)
+        {
+            var branches = new JsonArray();
+            foreach (var b in h.Branches)
+            {
+                branches.Add(new JsonObject { ["resourceManager"] = b.ResourceManager, ["xid"] = b.Xid.ToString(), ["outcome"] = b.Outcome?.ToString() });
+            }
+
+            heuristics.Add(new JsonObject
+            {
+                ["gtrid"] = h.TransactionId.ToString(),
+                ["kind"] = h.Kind.ToString(),
+                ["reason"] = h.Reason,
+                ["recordedAt"] = h.RecordedAt,
+                ["branches"] = branches,
+            });
+        }
+
+        var root = new JsonObject
+        {
+            ["directory"] = inspection.Directory,
+            ["exitCode"] = inspection.ExitCode,
+            ["segments"] = segments,
+        };
+        if (includeRecords)
+        {
+            var records = new JsonArray();
+            foreach (var r in inspection.Records)
+            {
+                records.Add(new JsonObject
+                {
+                    ["segment"] = r.Segment,
+                    ["offset"] = r.Offset,
+                    ["type"] = r.Type,
+                    ["checksumOk"] = r.ChecksumOk,
+                    ["gtrid"] = r.Gtrid,
+                    ["branches"] = r.Branches,
+                    ["detail"] = r.Detail,
+                });
+            }
+
+            root["records"] = records;
+        }
+
+        root["problems"] = problems;
+        root["recovery"] = new JsonObject
+        {
+            ["refusesToStart"] = inspection.RecoveryRefuses,
+            ["epoch"] = inspection.RecoveryRefuses ? null : inspection.NextEpoch,
+            ["pendingDecisions"] = pending,
+            ["heuristics"] = heuristics,
+        };
+        output.WriteLine(root.ToJsonString(Indented));
+    }
+
+    private static string Verdict(LogProblem problem) => problem.Kind switch
+    {
+        ProblemKind.TornTail => $"TORN TAIL at offset {problem.Offset} of {problem.Path}: {problem.Description}; recovery would drop {problem.DroppedBytes} bytes (if a coordinator is running, this may be a write in progress).",
+        ProblemKind.TornSegment => $"TORN SEGMENT {problem.Path}: {problem.Description}; recovery would delete it ({problem.DroppedBytes} bytes).",
+        _ => $"CORRUPTION at offset {problem.Offset} of {problem.Path}: {problem.Description}; recovery would refuse to start.",
+    };
+
+    private static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Number(ulong value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static void WriteTable(TextWriter output, string[] headers, IEnumerable<string[]> rows)
+    {
+        var all = rows.ToList();
+        var widths = headers.Select(h => h.Length).ToArray();
+        foreach (var row in all)
+        {
+            for (var i = 0; i < row.Length; i++)
+            {
+                widths[i] = Math.Max(widths[i], row[i].Length);
+            }
+        }
+
+        WriteRow(output, headers, widths);
+        WriteRow(output, widths.Select(w => new string('-', w)).ToArray(), widths);
+        foreach (var row in all)
+        {
+            WriteRow(output, row, widths);
+        }
+    }
+
+    private static void WriteRow(TextWriter output, string[] cells, int[] widths)
+    {
+        var line = new StringBuilder("  ");
+        for (var i = 0; i < cells.Length; i++)
+        {
+            line.Append(i == cells.Length - 1 ? cells[i] : cells[i].PadRight(widths[i] + 2));
+        }
+
+        output.WriteLine(line.ToString().TrimEnd());
+    }
+}
