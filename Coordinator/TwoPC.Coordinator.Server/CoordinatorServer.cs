@@ -1,0 +1,51 @@
+using TwoPC.Hosting;
+
+namespace TwoPC.Coordinator.Server;
+
+/// <summary>Builds the standalone coordinator web application.</summary>
+public static class CoordinatorServer
+{
+    /// <summary>The named <see cref="HttpClient"/> used to call remote participants.</summary>
+    public const string ParticipantClientName = "twopc-participants";
+
+    /// <summary>
+    /// Builds the application from <paramref name="args"/> (appsettings.json, environment, command line):
+    /// the coordinator (section <c>TwoPC</c>), problem details, OpenAPI at <c>/openapi/v1.json</c>,
+    /// health at <c>/health</c> and the API (<see cref="TwoPCApiEndpoints.MapTwoPCApi"/>).
+    /// </summary>
+    public static WebApplication BuildApp(string[] args)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Services.AddTwoPCServer(builder.Configuration);
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapOpenApi();
+        app.MapHealthChecks("/health");
+        app.MapTwoPCApi();
+        return app;
+    }
+
+    /// <summary>Adds the coordinator and everything the API needs to <paramref name="services"/>.</summary>
+    public static IServiceCollection AddTwoPCServer(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var server = configuration.GetSection("Coordinator");
+        var callTimeout = server.GetValue("ParticipantCallTimeout", TimeSpan.FromSeconds(10));
+        var builder = services.AddTwoPhaseCommit(configuration.GetSection(TwoPCOptions.SectionName));
+
+        // Remote participants named here are registered before recovery, so logged decisions reach them after a restart.
+        foreach (var name in server.GetSection("RemoteResourceManagers").Get<string[]>() ?? [])
+        {
+            builder.AddResourceManager((sp, _) => Task.FromResult(new RemoteResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
+        }
+
+        services.AddHttpClient(ParticipantClientName, client => client.Timeout = callTimeout);
+        services.AddSingleton<TransactionRegistry>();
+        services.AddProblemDetails();
+        services.AddOpenApi();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);
+        return services;
+    }
+}

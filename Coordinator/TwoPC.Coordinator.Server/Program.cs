@@ -1,0 +1,4 @@
+using TwoPC.Coordinator.Server;
+
+await using var app = CoordinatorServer.BuildApp(args);
+await app.RunAsync();

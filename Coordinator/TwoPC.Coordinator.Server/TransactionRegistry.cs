@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+using TwoPC.Participants;
+using TwoPC.Protocol;
+using TwoPC.Transactions;
+
+namespace TwoPC.Coordinator.Server;
+
+/// <summary>
+/// The transactions begun through the API, by id (the coordinator itself hands out the
+/// <see cref="GlobalTransaction"/> only to whoever began it), and the remote resource managers.
+/// </summary>
+public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHttpClientFactory httpClientFactory)
+{
+    private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _live = new();
+    private readonly Lock _registering = new();
+    private long _lastPrune;
+
+    /// <summary>The coordinator.</summary>
+    public TransactionCoordinator Coordinator => coordinator;
+
+    /// <summary>Begins a transaction and remembers it until it ends.</summary>
+    public GlobalTransaction Begin(TimeSpan? timeout)
+    {
+        Prune();
+        var tx = coordinator.Begin(timeout);
+        _live[tx.Id] = tx;
+        return tx;
+    }
+
+    /// <summary>A transaction begun here that the API may still act on.</summary>
+    public bool TryGet(GlobalTransactionId id, out GlobalTransaction transaction) => _live.TryGetValue(id, out transaction!);
+
+    /// <summary>Forgets a finished transaction (its outcome stays available from <see cref="TransactionCoordinator.GetStatus"/>).</summary>
+    public void Forget(GlobalTransactionId id) => _live.TryRemove(id, out _);
+
+    /// <summary>The remote resource manager called <paramref name="name"/>, created and registered on first use.</summary>
+    /// <exception cref="InvalidOperationException">A resource manager of another kind has that name.</exception>
+    /// <exception cref="ArgumentException">The name is invalid.</exception>
+    public RemoteResourceManager GetOrRegisterRemote(string name)
+    {
+        lock (_registering)
+        {
+            var existing = coordinator.ResourceManagers.FirstOrDefault(r => string.Equals(r.Name, name, StringComparison.Ordinal));
+            if (existing is RemoteResourceManager remote)
+            {
+                return remote;
+            }
+
+            if (existing is not null)
+            {
+                throw new InvalidOperationException($"Resource manager '{name}' is registered and is not a remote participant.");
+            }
+
+            var created = new RemoteResourceManager(name, httpClientFactory);
+            coordinator.RegisterResourceManager(created);
+            return created;
+        }
+    }
+
+    // Transactions that ended without the API (the coordinator's timeout reaper) are dropped now and then.
+    private void Prune()
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastPrune);
+        if (now - last < 10_000 || Interlocked.CompareExchange(ref _lastPrune, now, last) != last)
+        {
+            return;
+        }
+
+        foreach (var (id, tx) in _live)
+        {
+            if (tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic)
+            {
+                _live.TryRemove(id, out _);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using TwoPC.Protocol;
+using TwoPC.Transactions;
+
+namespace TwoPC.Coordinator.Server;
+
+/// <summary>The coordinator's HTTP/JSON API.</summary>
+public static class TwoPCApiEndpoints
+{
+    /// <summary>The header carrying the admin API key (configuration <c>Admin:ApiKey</c>).</summary>
+    public const string ApiKeyHeader = "X-Api-Key";
+
+    /// <summary>
+    /// Maps <c>/transactions</c> (begin, status, remote branches, commit, rollback) and <c>/admin</c>
+    /// (heuristics, forget, recover; guarded by <see cref="ApiKeyHeader"/>). Needs the services of
+    /// <see cref="CoordinatorServer.AddTwoPCServer"/>.
+    /// </summary>
+    public static IEndpointRouteBuilder MapTwoPCApi(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
+        tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
+            .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
+        tx.MapGet("/{id}", GetStatus)
+            .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest);
+        tx.MapPost("/{id}/branches", RegisterBranchAsync).Accepts<RegisterBranchRequest>("application/json")
+            .Produces<RegisterBranchResponse>(StatusCodes.Status201Created)
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
+        tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
+
+        var admin = endpoints.MapGroup("/admin").WithTags("Admin").AddEndpointFilter(RequireApiKeyAsync)
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        admin.MapGet("/heuristics", ListHeuristics).Produces<HeuristicDto[]>();
+        admin.MapPost("/transactions/{id}/forget", ForgetAsync).ProducesProblem(StatusCodes.Status404NotFound);
+        admin.MapPost("/recover", RecoverAsync).Produces<RecoveryReportDto>();
+        return endpoints;
+    }
+
+    private static async Task<IResult> BeginAsync(HttpRequest request, TransactionRegistry registry)
+    {
+        var body = await ReadBodyAsync<BeginTransactionRequest>(request, optional: true);
+        if (body.Error is not null)
+        {
+            return body.Error;
+        }
+
+        TimeSpan? timeout = null;
+        if (body.Value?.TimeoutSeconds is { } seconds)
+        {
+            if (!double.IsFinite(seconds) || seconds <= 0 || seconds > TimeSpan.MaxValue.TotalSeconds / 2)
+            {
+                return BadRequest("timeoutSeconds must be a positive number.");
+            }
+
+            timeout = TimeSpan.FromSeconds(seconds);
+        }
+
+        try
+        {
+            var tx = registry.Begin(timeout);
+            return Results.Created($"/transactions/{tx.Id}", new BeginTransactionResponse(tx.Id.ToString(), tx.Deadline));
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            return BadRequest(ex.Message.Split(Environment.NewLine)[0]);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "The coordinator is not accepting transactions", detail: ex.Message);
+        }
+    }
+
+    private static IResult GetStatus(string id, TransactionRegistry registry) =>
+        TryParseId(id, out var txId, out var error)
+            ? Results.Ok(TransactionStatusDto.From(registry.Coordinator.GetStatus(txId)))
+            : error;
+
+    private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry)
+    {
+        if (!TryParseId(id, out var txId, out var error))
+        {
+            return error;
+        }
+
+        var body = await ReadBodyAsync<RegisterBranchRequest>(request, optional: false);
+        if (body.Error is not null)
+        {
+            return body.Error;
+        }
+
+        var name = body.Value!.ResourceManager;
+        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        {
+            return BadRequest("resourceManager must be 1-64 printable characters.");
+        }
+
+        if (!RemoteResourceManager.TryParseCallbackUrl(body.Value.CallbackUrl, out var callbackUrl))
+        {
+            return BadRequest("callbackUrl must be an absolute http or https URL without query, fragment or credentials.");
+        }
+
+        if (!registry.TryGet(txId, out var tx))
+        {
+            return registry.Coordinator.GetStatus(txId).State == TransactionState.Unknown
+                ? NotFound(txId)
+                : NotActive(txId);
+        }
+
+        RemoteResourceManager rm;
+        try
+        {
+            rm = registry.GetOrRegisterRemote(name);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Resource manager name in use", detail: ex.Message);
+        }
+
+        try
+        {
+            var xid = default(Xid);
+            tx.Enlist(x =>
+            {
+                xid = x;
+                return rm.CreateBranch(x, callbackUrl);
+            });
+            return Results.Created($"/transactions/{txId}", new RegisterBranchResponse(xid!.ToString()));
+        }
+        catch (InvalidOperationException)
+        {
+            return NotActive(txId);
+        }
+    }
+
+    private static async Task<IResult> FinishAsync(string id, TransactionRegistry registry, bool commit, CancellationToken cancellationToken)
+    {
+        if (!TryParseId(id, out var txId, out var error))
+        {
+            return error;
+        }
+
+        if (registry.TryGet(txId, out var tx))
+        {
+            // The request's token only stops the wait (cancelling a commit before the decision would roll it back).
+            var outcome = commit
+                ? await tx.CommitAsync(CancellationToken.None).WaitAsync(cancellationToken)
+                : await tx.RollbackAsync(CancellationToken.None).WaitAsync(cancellationToken);
+            registry.Forget(txId);
+            return Results.Ok(OutcomeDto.From(outcome));
+        }
+
+        var status = registry.Coordinator.GetStatus(txId);
+        return status switch
+        {
+            { Outcome: { } known } => Results.Ok(OutcomeDto.From(known)),
+            { State: TransactionState.Unknown } => NotFound(txId),
+            _ => Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction is finishing", detail: $"Transaction {txId} is {status.State}; ask GET /transactions/{txId} later."),
+        };
+    }
+
+    private static IResult ListHeuristics(TransactionRegistry registry, ILoggerFactory loggers)
+    {
+        var heuristics = registry.Coordinator.GetHeuristics();
+        var logger = AdminLogger(loggers);
+        Log.AdminListedHeuristics(logger, heuristics.Count);
+        return Results.Ok(heuristics.Select(HeuristicDto.From).ToArray());
+    }
+
+    private static async Task<IResult> ForgetAsync(string id, TransactionRegistry registry, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        if (!TryParseId(id, out var txId, out var error))
+        {
+            return error;
+        }
+
+        var logger = AdminLogger(loggers);
+        if (await registry.Coordinator.ForgetHeuristicAsync(txId, cancellationToken))
+        {
+            Log.AdminForgotHeuristic(logger, txId);
+            return Results.NoContent();
+        }
+
+        Log.AdminForgetNotFound(logger, txId);
+        return Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "No heuristic outcome", detail: $"No heuristic outcome is on record for {txId}.");
+    }
+
+    private static async Task<IResult> RecoverAsync(TransactionRegistry registry, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        var report = await registry.Coordinator.RecoverAsync(cancellationToken);
+        var dto = RecoveryReportDto.From(report);
+        var logger = AdminLogger(loggers);
+        Log.AdminRecovered(logger, dto.Branches.Count, dto.LeftInDoubt, dto.FailedResourceManagers.Count);
+        return Results.Ok(dto);
+    }
+
+    private static async ValueTask<object?> RequireApiKeyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var expected = http.RequestServices.GetRequiredService<IConfiguration>()["Admin:ApiKey"];
+        string? reason = null;
+        if (string.IsNullOrEmpty(expected))
+        {
+            reason = "admin endpoints are disabled (no Admin:ApiKey configured)";
+        }
+        else if (!http.Request.Headers.TryGetValue(ApiKeyHeader, out var given) || given.Count != 1
+            || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given[0] ?? string.Empty), Encoding.UTF8.GetBytes(expected)))
+        {
+            reason = "missing or wrong API key";
+        }
+
+        if (reason is not null)
+        {
+            var logger = AdminLogger(http.RequestServices.GetRequiredService<ILoggerFactory>());
+            var path = http.Request.Path.Value ?? string.Empty;
+            Log.AdminRefused(logger, path, reason);
+            return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized", detail: $"Admin endpoints require the {ApiKeyHeader} header.");
+        }
+
+        return await next(context);
+    }
+
+    private static ILogger AdminLogger(ILoggerFactory loggers) => loggers.CreateLogger("TwoPC.Coordinator.Server.Admin");
+
+    private static bool TryParseId(string id, out GlobalTransactionId transactionId, out IResult error)
+    {
+        if (GlobalTransactionId.TryParse(id, out transactionId))
+        {
+            error = null!;
+            return true;
+        }
+
+        error = BadRequest($"'{TransactionIdFormatException.Sanitize(id)}' is not a transaction id.");
+        return false;
+    }
+
+    private static async Task<(T? Value, IResult? Error)> ReadBodyAsync<T>(HttpRequest request, bool optional)
+        where T : class
+    {
+        if (request.ContentLength == 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count == 0))
+        {
+            return optional ? (null, null) : (null, BadRequest("A JSON body is required."));
+        }
+
+        if (!request.HasJsonContentType())
+        {
+            return (null, Results.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "Send application/json."));
+        }
+
+        try
+        {
+            var value = await request.ReadFromJsonAsync<T>(request.HttpContext.RequestAborted);
+            return value is null && !optional ? (null, BadRequest("A JSON body is required.")) : (value, null);
+        }
+        catch (JsonException)
+        {
+            return (null, BadRequest("The body is not valid JSON for this request."));
+        }
+    }
+
+    private static IResult BadRequest(string detail) =>
+        Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: detail);
+
+    private static IResult NotFound(GlobalTransactionId id) =>
+        Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown transaction", detail: $"The coordinator has no record of {id}.");
+
+    private static IResult NotActive(GlobalTransactionId id) =>
+        Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction not active", detail: $"Transaction {id} is no longer active; branches can only be added while it is.");
+}

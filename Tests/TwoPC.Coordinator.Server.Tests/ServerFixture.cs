@@ -1,0 +1,112 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace TwoPC.Coordinator.Server.Tests;
+
+/// <summary>The real coordinator server on a free loopback port, with a temp log directory and an API key.</summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    public const string ApiKey = "test-admin-key";
+    private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-server-");
+    private WebApplication? _app;
+
+    public HttpClient Client { get; private set; } = null!;
+
+    public Participants Participants { get; } = new();
+
+    public async Task InitializeAsync()
+    {
+        _app = CoordinatorServer.BuildApp([
+            "--Urls=http://127.0.0.1:0",
+            "--TwoPC:NodeId=server-test",
+            $"--TwoPC:LogDirectory={_log.FullName}",
+            "--TwoPC:RetryMaxDelay=00:00:00.200",
+            $"--Admin:ApiKey={ApiKey}",
+            "--Logging:LogLevel:Default=Warning",
+        ]);
+        await _app.StartAsync();
+        Client = new HttpClient { BaseAddress = new Uri(BoundAddress(_app)) };
+        await Participants.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        Client.Dispose();
+        await Participants.DisposeAsync();
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+
+        _log.Delete(recursive: true);
+    }
+
+    internal static string BoundAddress(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+}
+
+/// <summary>An in-memory remote participant endpoint: each participant lives under /{name}.</summary>
+public sealed class Participants : IAsyncDisposable
+{
+    private WebApplication? _app;
+
+    /// <summary>Branch state by participant name and XID: prepared, committed, rolledBack.</summary>
+    public ConcurrentDictionary<(string Name, string Xid), string> States { get; } = new();
+
+    /// <summary>Participants that answer 409 to prepare.</summary>
+    public ConcurrentDictionary<string, bool> FailPrepare { get; } = new();
+
+    public string BaseAddress { get; private set; } = null!;
+
+    public string CallbackUrl(string name) => $"{BaseAddress}/{name}";
+
+    public async Task StartAsync()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        _app = builder.Build();
+        _app.MapPost("/{name}/prepare", (string name, XidBody body) =>
+        {
+            if (FailPrepare.ContainsKey(name))
+            {
+                States[(name, body.Xid)] = "rolledBack";
+                return Results.StatusCode(StatusCodes.Status409Conflict);
+            }
+
+            States[(name, body.Xid)] = "prepared";
+            return Results.Ok(new { vote = "yes" });
+        });
+        _app.MapPost("/{name}/commit", (string name, XidBody body) =>
+        {
+            States[(name, body.Xid)] = "committed";
+            return Results.Ok(new { outcome = "committed" });
+        });
+        _app.MapPost("/{name}/rollback", (string name, XidBody body) =>
+        {
+            States[(name, body.Xid)] = "rolledBack";
+            return Results.Ok(new { outcome = "rolledBack" });
+        });
+        await _app.StartAsync();
+        BaseAddress = ServerFixture.BoundAddress(_app);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+
+    public sealed record XidBody(string Xid);
+}
