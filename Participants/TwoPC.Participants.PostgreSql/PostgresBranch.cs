@@ -16,9 +16,14 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private State _state = State.Active;
 
-    internal PostgresBranch(PostgresResourceManager rm, Xid xid, NpgsqlConnection connection, NpgsqlTransaction transaction, ILogger logger)
+    private readonly DateTimeOffset _deadline;
+    private readonly TimeProvider _time;
+
+    internal PostgresBranch(PostgresResourceManager rm, Xid xid, NpgsqlConnection connection, NpgsqlTransaction transaction, ILogger logger, DateTimeOffset deadline, TimeProvider time)
     {
         _rm = rm;
+        _deadline = deadline;
+        _time = time;
         Xid = xid;
         Connection = connection;
         Transaction = transaction;
@@ -169,6 +174,14 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         {
             switch (_state)
             {
+                case State.Active when Busy || _time.GetUtcNow() >= _deadline:
+                    // The coordinator is rolling back (a timeout) while the application may still be using the
+                    // connection; Npgsql connections are not thread-safe, so end the session from another
+                    // connection instead: the server rolls the transaction back and releases its locks, and the
+                    // application's statement fails.
+                    await TerminateBackendAsync(cancellationToken).ConfigureAwait(false);
+                    _state = State.Finished;
+                    return BranchOutcome.RolledBack;
                 case State.Active:
                     await RollbackQuietlyAsync().ConfigureAwait(false);
                     _state = State.Finished;
@@ -209,6 +222,18 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         }
     }
 
+    private bool Busy => (Connection.FullState & (System.Data.ConnectionState.Executing | System.Data.ConnectionState.Fetching)) != 0;
+
+    private async Task TerminateBackendAsync(CancellationToken cancellationToken)
+    {
+        var pid = Connection.ProcessID;
+        await using var admin = await _rm.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
+        terminate.Parameters.AddWithValue(pid);
+        await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        _logger.BackendTerminated(Xid, pid);
+    }
+
     private async Task<bool> WroteNothingAsync(CancellationToken cancellationToken)
     {
         await using var check = new NpgsqlCommand("SELECT pg_current_xact_id_if_assigned() IS NULL", Connection, Transaction);
@@ -232,7 +257,9 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
 
     private async Task ReleaseConnectionAsync()
     {
-        if (Connection.State != System.Data.ConnectionState.Closed)
+        // A connection still executing the application's statement belongs to that statement; it fails
+        // (its session was terminated) and the application disposes it.
+        if (Connection.State != System.Data.ConnectionState.Closed && !Busy)
         {
             await Transaction.DisposeAsync().ConfigureAwait(false);
             await Connection.DisposeAsync().ConfigureAwait(false);

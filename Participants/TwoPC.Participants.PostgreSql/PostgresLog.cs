@@ -27,6 +27,9 @@ internal static partial class PostgresLog
     [LoggerMessage(EventId = 4006, Level = LogLevel.Debug, Message = "Resource manager {Name}: deleted {Count} expired marker rows")]
     public static partial void MarkersDeleted(this ILogger logger, string name, int count);
 
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "Branch {Xid}: rolled back by terminating its session (backend {Pid}) because it was still in use at the deadline")]
+    public static partial void BackendTerminated(this ILogger logger, Xid xid, int pid);
+
     [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "Branch {Xid}: the connection failed while PREPARE TRANSACTION was in flight; the branch may be prepared")]
     public static partial void PrepareOutcomeUnknown(this ILogger logger, Exception exception, Xid xid);
 }

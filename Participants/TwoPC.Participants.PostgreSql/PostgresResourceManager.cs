@@ -114,7 +114,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
                     await bound.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
                 }
 
-                return new PostgresBranch(this, xid, connection, tx, _logger);
+                return new PostgresBranch(this, xid, connection, tx, _logger, transaction.Deadline, TimeProvider.System);
             }
             catch
             {

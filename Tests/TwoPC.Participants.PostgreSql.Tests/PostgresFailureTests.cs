@@ -56,6 +56,34 @@ public sealed class PostgresFailureTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task The_timeout_reaper_ends_a_branch_whose_statement_is_still_waiting_on_a_lock()
+    {
+        // Lock waits unbounded on purpose: only the coordinator's deadline can end T1's wait, and it must do so
+        // without using the connection the application's statement is running on.
+        await using var db = await TwoDatabases.CreateAsync(fixture, new PostgresResourceManagerOptions { BoundLockWaitsByDeadline = false });
+        var coordinator = await db.StartCoordinatorAsync(o => o.DefaultTimeout = TimeSpan.FromSeconds(4));
+        var holder = coordinator.Begin(TimeSpan.FromSeconds(30));
+        var held = await db.RmB.EnlistAsync(holder);
+        await held.Connection.ExecuteAsync("UPDATE items SET value = 100 WHERE id = 4", transaction: held.Transaction);
+
+        var waiter = coordinator.Begin(TimeSpan.FromSeconds(1));
+        var a = await db.RmA.EnlistAsync(waiter);
+        var b = await db.RmB.EnlistAsync(waiter);
+        await a.Connection.ExecuteAsync("UPDATE items SET value = 1 WHERE id = 4", transaction: a.Transaction);
+        var blocked = await Record.ExceptionAsync(() => b.Connection.ExecuteAsync("UPDATE items SET value = 1 WHERE id = 4", transaction: b.Transaction)).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.NotNull(blocked);
+        var outcome = await waiter.CommitAsync();
+        Assert.Equal(OutcomeKind.RolledBack, outcome.Kind);
+        Assert.Contains("timed out", outcome.Reason, StringComparison.Ordinal);
+        Assert.Equal(OutcomeKind.Committed, (await holder.CommitAsync()).Kind);
+        Assert.Equal(0, await TwoDatabases.ValueAsync(db.A, 4));
+        Assert.Equal(100, await TwoDatabases.ValueAsync(db.B, 4));
+        Assert.Equal(0, await TwoDatabases.PreparedCountAsync(db.A));
+        Assert.Equal(0, await TwoDatabases.PreparedCountAsync(db.B));
+    }
+
+    [Fact]
     public async Task A_server_crash_while_branches_are_prepared_is_resolved_afterwards()
     {
         await using var db = await TwoDatabases.CreateAsync(fixture);
