@@ -161,30 +161,28 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// </summary>
     public async ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken)
     {
-        var prefix = Xid.TwoPCFormatId.ToString("x8", System.Globalization.CultureInfo.InvariantCulture) + "\\_%";
         var branches = new List<InDoubtBranch>();
+        TimeSpan? oldestAge = null;
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+
+        // One scan serves both the in-doubt list (TwoPC's format only) and the age of the oldest prepared
+        // transaction of any kind (all of them hold locks and hold back VACUUM).
         await using (var scan = new NpgsqlCommand(
-            "SELECT gid, prepared FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE @prefix ORDER BY prepared", connection))
+            "SELECT gid, prepared, now() - prepared FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared", connection))
+        await using (var reader = await scan.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
-            scan.Parameters.AddWithValue("prefix", prefix);
-            await using var reader = await scan.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                if (Xid.TryParse(reader.GetString(0), out var xid))
+                oldestAge ??= reader.GetFieldValue<TimeSpan>(2);
+                if (Xid.TryParse(reader.GetString(0), out var xid) && xid.FormatId == Xid.TwoPCFormatId)
                 {
                     branches.Add(new InDoubtBranch(xid, reader.GetFieldValue<DateTimeOffset>(1)));
                 }
             }
         }
 
-        await using (var oldest = new NpgsqlCommand(
-            "SELECT extract(epoch FROM now() - min(prepared))::float8 FROM pg_prepared_xacts WHERE database = current_database()", connection))
-        {
-            var age = await oldest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            OldestPreparedAge = age is double seconds ? TimeSpan.FromSeconds(seconds) : null;
-            Volatile.Write(ref _oldestPreparedSeconds, age is double s ? s : 0);
-        }
+        OldestPreparedAge = oldestAge;
+        Volatile.Write(ref _oldestPreparedSeconds, oldestAge?.TotalSeconds ?? 0);
 
         await using (var cleanup = new NpgsqlCommand(
             $"DELETE FROM {_markers} WHERE gid IN (SELECT gid FROM {_markers} WHERE created_at < now() - @retention LIMIT @batch)", connection))

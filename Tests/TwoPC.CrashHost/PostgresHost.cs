@@ -26,9 +26,9 @@ internal static class PostgresHost
     public static async Task<int> RunAsync(string[] args, ILoggerFactory loggerFactory)
     {
         var options = Options(args);
-        var log = Value(args, "--log");
-        await using var a = NpgsqlDataSource.Create(Value(args, "--db-a"));
-        await using var b = NpgsqlDataSource.Create(Value(args, "--db-b"));
+        var log = NamedArguments.Value(args, "--log");
+        await using var a = NpgsqlDataSource.Create(NamedArguments.Value(args, "--db-a"));
+        await using var b = NpgsqlDataSource.Create(NamedArguments.Value(args, "--db-b"));
         using var rmA = await PostgresResourceManager.CreateAsync("pg-a", a, loggerFactory: loggerFactory);
         using var rmB = await PostgresResourceManager.CreateAsync("pg-b", b, loggerFactory: loggerFactory);
         var coordinatorOptions = new TransactionCoordinatorOptions
@@ -106,18 +106,9 @@ internal static class PostgresHost
 
     private static (ProtocolStep? Step, int At, int K) Options(string[] args)
     {
-        var step = Optional(args, "--crash-step") is { } s ? Enum.Parse<ProtocolStep>(s, ignoreCase: true) : (ProtocolStep?)null;
-        var at = Optional(args, "--crash-at") is { } n ? int.Parse(n, System.Globalization.CultureInfo.InvariantCulture) : 1;
-        var k = Optional(args, "--crash-k") is { } kk ? int.Parse(kk, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        var step = NamedArguments.Optional(args, "--crash-step") is { } s ? Enum.Parse<ProtocolStep>(s, ignoreCase: true) : (ProtocolStep?)null;
+        var at = NamedArguments.Optional(args, "--crash-at") is { } n ? int.Parse(n, System.Globalization.CultureInfo.InvariantCulture) : 1;
+        var k = NamedArguments.Optional(args, "--crash-k") is { } kk ? int.Parse(kk, System.Globalization.CultureInfo.InvariantCulture) : 0;
         return (step, at, k);
-    }
-
-    private static string Value(string[] args, string name) =>
-        Optional(args, name) ?? throw new FormatException($"{args[0]} needs {name}");
-
-    private static string? Optional(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

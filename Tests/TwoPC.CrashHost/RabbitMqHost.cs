@@ -26,8 +26,8 @@ internal static class RabbitMqHost
 
     public static async Task<int> RunAsync(string[] args, ILoggerFactory loggerFactory)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(Value(args, "--amqp")), AutomaticRecoveryEnabled = true };
-        await using var database = NpgsqlDataSource.Create(Value(args, "--db"));
+        var factory = new ConnectionFactory { Uri = new Uri(NamedArguments.Value(args, "--amqp")), AutomaticRecoveryEnabled = true };
+        await using var database = NpgsqlDataSource.Create(NamedArguments.Value(args, "--db"));
         return args[0] == "inbox-consume"
             ? await ConsumeAsync(args, factory, database, loggerFactory)
             : await CoordinateAsync(args, factory, database, loggerFactory);
@@ -45,12 +45,12 @@ internal static class RabbitMqHost
             RetryBaseDelay = TimeSpan.FromMilliseconds(20),
             RetryMaxDelay = TimeSpan.FromMilliseconds(200),
         };
-        if (Optional(args, "--crash-step") is { } step)
+        if (NamedArguments.Optional(args, "--crash-step") is { } step)
         {
             options.StepHook = new CrashPoint(Enum.Parse<ProtocolStep>(step, ignoreCase: true), 1, 0).OnStepAsync;
         }
 
-        var coordinator = new TransactionCoordinator(options, new FileTransactionLog(new FileTransactionLogOptions { Directory = Value(args, "--log") }), [postgres, rabbit], loggerFactory);
+        var coordinator = new TransactionCoordinator(options, new FileTransactionLog(new FileTransactionLogOptions { Directory = NamedArguments.Value(args, "--log") }), [postgres, rabbit], loggerFactory);
         await coordinator.StartAsync();
         Output.Line($"STARTED {coordinator.Epoch}");
         try
@@ -81,10 +81,10 @@ internal static class RabbitMqHost
             }
 
             var events = rabbit.Enlist(tx);
-            var count = int.Parse(Value(args, "--messages"), System.Globalization.CultureInfo.InvariantCulture);
+            var count = int.Parse(NamedArguments.Value(args, "--messages"), System.Globalization.CultureInfo.InvariantCulture);
             for (var i = 0; i < count; i++)
             {
-                events.Publish(Value(args, "--exchange"), "order.placed", Encoding.UTF8.GetBytes($"message {i}"));
+                events.Publish(NamedArguments.Value(args, "--exchange"), "order.placed", Encoding.UTF8.GetBytes($"message {i}"));
             }
 
             var outcome = await tx.CommitAsync();
@@ -101,11 +101,11 @@ internal static class RabbitMqHost
     private static async Task<int> ConsumeAsync(string[] args, ConnectionFactory factory, NpgsqlDataSource database, ILoggerFactory loggerFactory)
     {
         await using var connection = await factory.CreateConnectionAsync();
-        var crashAt = Optional(args, "--crash-after-commit") is { } k ? int.Parse(k, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        var crashAt = NamedArguments.Optional(args, "--crash-after-commit") is { } k ? int.Parse(k, System.Globalization.CultureInfo.InvariantCulture) : 0;
         var handled = 0;
         var options = new InboxConsumerOptions
         {
-            Queue = Value(args, "--queue"),
+            Queue = NamedArguments.Value(args, "--queue"),
             Concurrency = 1,
             AfterCommit = message =>
             {
@@ -128,14 +128,5 @@ internal static class RabbitMqHost
         Output.Line("CONSUMING");
         await Task.Delay(Timeout.Infinite);
         return 0;
-    }
-
-    private static string Value(string[] args, string name) =>
-        Optional(args, name) ?? throw new FormatException($"{args[0]} needs {name}");
-
-    private static string? Optional(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

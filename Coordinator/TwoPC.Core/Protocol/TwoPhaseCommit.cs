@@ -332,8 +332,7 @@ internal sealed class TwoPhaseCommit(
 
         if (committed > 0)
         {
-            var participating = reports.Count(r => r.Outcome is not null);
-            var kind = committed == participating && reports.All(r => r.Outcome is null or BranchOutcome.Committed) ? OutcomeKind.HeuristicCommit : OutcomeKind.HeuristicMixed;
+            var kind = reports.All(r => r.Outcome is null or BranchOutcome.Committed) ? OutcomeKind.HeuristicCommit : OutcomeKind.HeuristicMixed;
             var result = await RecordHeuristicAsync(tx.Id, kind, $"rolled back ({reason}) but a branch reports it committed", reports, started).ConfigureAwait(false);
             tx.SetState(TransactionState.Heuristic);
             return result;
