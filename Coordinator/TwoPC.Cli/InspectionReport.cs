@@ -235,7 +235,7 @@ internal static class InspectionReport
 
     private static string Number(ulong value) => value.ToString(CultureInfo.InvariantCulture);
 
-    private static void WriteTable(TextWriter output, string[] headers, IEnumerable<string[]> rows)
+    internal static void WriteTable(TextWriter output, string[] headers, IEnumerable<string[]> rows)
     {
         var all = rows.ToList();
         var widths = headers.Select(h => h.Length).ToArray();

@@ -15,31 +15,36 @@ internal static class Program
     public const int ExitCorrupt = 2;
 
     /// <summary>Exit code: bad usage, or the log could not be read.</summary>
+    /// <remarks>The <c>tx</c> commands have their own codes (see <see cref="TxCommands"/>): usage is 2 there.</remarks>
     public const int ExitUsageOrIo = 3;
 
-    private static Task<int> Main(string[] args) => RunAsync(args, Console.Out);
+    private static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
 
     /// <summary>Parses <paramref name="args"/>, runs the command and writes everything to <paramref name="output"/>.</summary>
-    internal static async Task<int> RunAsync(string[] args, TextWriter output, CancellationToken cancellationToken = default)
+    internal static Task<int> RunAsync(string[] args, TextWriter output, CancellationToken cancellationToken = default) =>
+        RunAsync(args, output, output, cancellationToken);
+
+    /// <summary>Parses <paramref name="args"/>, runs the command, writes results to <paramref name="output"/> and errors to <paramref name="error"/>.</summary>
+    internal static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
-        var root = BuildCommand(output);
+        var root = BuildCommand(output, error);
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)
         {
-            foreach (var error in parseResult.Errors)
+            foreach (var parseError in parseResult.Errors)
             {
-                await output.WriteLineAsync($"error: {error.Message}").ConfigureAwait(false);
+                await error.WriteLineAsync($"error: {parseError.Message}").ConfigureAwait(false);
             }
 
-            await output.WriteLineAsync("Run 'twopc --help' for usage.").ConfigureAwait(false);
-            return ExitUsageOrIo;
+            await error.WriteLineAsync("Run 'twopc --help' for usage.").ConfigureAwait(false);
+            return TxCommands.IsTxCommand(parseResult.CommandResult.Command) ? TxCommands.ExitUsage : ExitUsageOrIo;
         }
 
-        var configuration = new InvocationConfiguration { Output = output, Error = output };
+        var configuration = new InvocationConfiguration { Output = output, Error = error };
         return await parseResult.InvokeAsync(configuration, cancellationToken).ConfigureAwait(false);
     }
 
-    private static RootCommand BuildCommand(TextWriter output)
+    private static RootCommand BuildCommand(TextWriter output, TextWriter error)
     {
         var directory = new Argument<string>("directory") { Description = "The log directory (holding wal-*.seg and LOCK)." };
         var records = new Option<bool>("--records") { Description = "List every record." };
@@ -54,18 +59,19 @@ internal static class Program
             var path = parseResult.GetValue(directory)!;
             var includeRecords = parseResult.GetValue(records);
             var asJson = parseResult.GetValue(json);
-            return Inspect(path, includeRecords, asJson, output);
+            return Inspect(path, includeRecords, asJson, output, error);
         });
 
         var log = new Command("log", "Transaction log (write-ahead log) tools.");
         log.Subcommands.Add(inspect);
 
-        var root = new RootCommand("TwoPC operator tools.");
+        var root = new RootCommand("TwoPC operator tools: 'log inspect' reads a log directory offline; 'tx' talks to a running coordinator server. Exit code 0 always means done; see 'twopc log inspect --help' and 'twopc tx --help' for the others.");
         root.Subcommands.Add(log);
+        root.Subcommands.Add(TxCommands.Build(output, error));
         return root;
     }
 
-    private static int Inspect(string path, bool includeRecords, bool asJson, TextWriter output)
+    private static int Inspect(string path, bool includeRecords, bool asJson, TextWriter output, TextWriter error)
     {
         LogInspection inspection;
         try
@@ -74,7 +80,7 @@ internal static class Program
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            output.WriteLine($"error: {ex.Message}");
+            error.WriteLine($"error: {ex.Message}");
             return ExitUsageOrIo;
         }
 

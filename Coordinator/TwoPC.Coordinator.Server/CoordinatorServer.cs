@@ -41,6 +41,12 @@ public static class CoordinatorServer
             builder.AddResourceManager((sp, _) => Task.FromResult(new RemoteResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
         }
 
+        // Any other name a logged decision names is a remote participant too: its recovery data is the callback
+        // URL, so a restarted coordinator re-drives it without the name being configured. The registry creates
+        // it, so the API and recovery share one instance per name.
+        builder.ResolveResourceManagers((sp, name) => sp.GetRequiredService<TransactionRegistry>().GetOrRegisterRemote(name));
+
+        builder.AddMessaging(configuration);
         services.AddHttpClient(ParticipantClientName, client => client.Timeout = callTimeout);
         services.AddSingleton<TransactionRegistry>();
         services.AddProblemDetails();

@@ -17,4 +17,19 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 6004, Level = LogLevel.Information, Message = "Admin ran a recovery pass: {Branches} in-doubt branches seen, {LeftInDoubt} left in doubt, {Failed} resource managers failed")]
     public static partial void AdminRecovered(ILogger logger, int branches, int leftInDoubt, int failed);
+
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Information, Message = "Admin listed in-doubt branches: {Count} waiting")]
+    public static partial void AdminListedInDoubt(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 6006, Level = LogLevel.Warning, Message = "Admin forced {Action} of branch {Xid} in {ResourceManager}: {Outcome}")]
+    public static partial void AdminForcedBranch(ILogger logger, string action, string xid, string resourceManager, string outcome);
+
+    [LoggerMessage(EventId = 6007, Level = LogLevel.Warning, Message = "Admin's forced {Action} of branch {Xid} in {ResourceManager} refused ({Status}): {Reason}")]
+    public static partial void AdminForceRefused(ILogger logger, string action, string xid, string resourceManager, int status, string reason);
+
+    [LoggerMessage(EventId = 6008, Level = LogLevel.Error, Message = "Admin's forced {Action} of branch {Xid} in {ResourceManager} failed: {Reason}")]
+    public static partial void AdminForceFailed(ILogger logger, string action, string xid, string resourceManager, string reason);
+
+    [LoggerMessage(EventId = 6009, Level = LogLevel.Information, Message = "Admin request to {Path} rejected as malformed: {Reason}")]
+    public static partial void AdminBadRequest(ILogger logger, string path, string reason);
 }

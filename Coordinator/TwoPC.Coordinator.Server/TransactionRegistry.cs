@@ -33,7 +33,10 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     /// <summary>Forgets a finished transaction (its outcome stays available from <see cref="TransactionCoordinator.GetStatus"/>).</summary>
     public void Forget(GlobalTransactionId id) => _live.TryRemove(id, out _);
 
-    /// <summary>The remote resource manager called <paramref name="name"/>, created and registered on first use.</summary>
+    /// <summary>
+    /// The remote resource manager called <paramref name="name"/>, created and registered on first use (by the API,
+    /// or by recovery through the coordinator's resolver): one instance per name.
+    /// </summary>
     /// <exception cref="InvalidOperationException">A resource manager of another kind has that name.</exception>
     /// <exception cref="ArgumentException">The name is invalid.</exception>
     public RemoteResourceManager GetOrRegisterRemote(string name)

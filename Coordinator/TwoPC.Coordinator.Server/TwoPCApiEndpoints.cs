@@ -1,8 +1,10 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using TwoPC.Client;
 using Microsoft.AspNetCore.Http.HttpResults;
 using TwoPC.Protocol;
+using TwoPC.Recovery;
 using TwoPC.Transactions;
 
 namespace TwoPC.Coordinator.Server;
@@ -15,12 +17,15 @@ public static class TwoPCApiEndpoints
 
     /// <summary>
     /// Maps <c>/transactions</c> (begin, status, remote branches, commit, rollback) and <c>/admin</c>
-    /// (heuristics, forget, recover; guarded by <see cref="ApiKeyHeader"/>). Needs the services of
+    /// (heuristics, forget, recover, in-doubt branches, forced commit/rollback of a branch; guarded by
+    /// <see cref="ApiKeyHeader"/>). Needs the services of
     /// <see cref="CoordinatorServer.AddTwoPCServer"/>.
     /// </summary>
     public static IEndpointRouteBuilder MapTwoPCApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
+        endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch)))
+            .WithTags("Coordinator").Produces<CoordinatorInfoDto>();
         var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
         tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
             .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
@@ -34,11 +39,18 @@ public static class TwoPCApiEndpoints
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
 
+        Messaging.MapMessaging(tx);
+
         var admin = endpoints.MapGroup("/admin").WithTags("Admin").AddEndpointFilter(RequireApiKeyAsync)
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         admin.MapGet("/heuristics", ListHeuristics).Produces<HeuristicDto[]>();
         admin.MapPost("/transactions/{id}/forget", ForgetAsync).ProducesProblem(StatusCodes.Status404NotFound);
         admin.MapPost("/recover", RecoverAsync).Produces<RecoveryReportDto>();
+        admin.MapGet("/in-doubt", ListInDoubt).Produces<InDoubtBranchDto[]>();
+        admin.MapPost("/branches/{xid}/commit", (string xid, HttpRequest request, TransactionRegistry registry, ILoggerFactory loggers, CancellationToken ct) => ForceAsync(xid, request, registry, loggers, ForcedAction.Commit, ct))
+            .WithForceMetadata();
+        admin.MapPost("/branches/{xid}/rollback", (string xid, HttpRequest request, TransactionRegistry registry, ILoggerFactory loggers, CancellationToken ct) => ForceAsync(xid, request, registry, loggers, ForcedAction.Rollback, ct))
+            .WithForceMetadata();
         return endpoints;
     }
 
@@ -78,7 +90,7 @@ public static class TwoPCApiEndpoints
 
     private static IResult GetStatus(string id, TransactionRegistry registry) =>
         TryParseId(id, out var txId, out var error)
-            ? Results.Ok(TransactionStatusDto.From(registry.Coordinator.GetStatus(txId)))
+            ? Results.Ok(registry.Coordinator.GetStatus(txId).ToDto())
             : error;
 
     private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry)
@@ -130,7 +142,7 @@ public static class TwoPCApiEndpoints
                 xid = x;
                 return rm.CreateBranch(x, callbackUrl);
             });
-            return Results.Created($"/transactions/{txId}", new RegisterBranchResponse(xid!.ToString()));
+            return Results.Created($"/transactions/{txId}", new RegisterBranchResponse(xid!.ToString(), tx.Deadline));
         }
         catch (InvalidOperationException)
         {
@@ -152,13 +164,13 @@ public static class TwoPCApiEndpoints
                 ? await tx.CommitAsync(CancellationToken.None).WaitAsync(cancellationToken)
                 : await tx.RollbackAsync(CancellationToken.None).WaitAsync(cancellationToken);
             registry.Forget(txId);
-            return Results.Ok(OutcomeDto.From(outcome));
+            return Results.Ok(outcome.ToDto());
         }
 
         var status = registry.Coordinator.GetStatus(txId);
         return status switch
         {
-            { Outcome: { } known } => Results.Ok(OutcomeDto.From(known)),
+            { Outcome: { } known } => Results.Ok(known.ToDto()),
             { State: TransactionState.Unknown } => NotFound(txId),
             _ => Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction is finishing", detail: $"Transaction {txId} is {status.State}; ask GET /transactions/{txId} later."),
         };
@@ -169,7 +181,7 @@ public static class TwoPCApiEndpoints
         var heuristics = registry.Coordinator.GetHeuristics();
         var logger = AdminLogger(loggers);
         Log.AdminListedHeuristics(logger, heuristics.Count);
-        return Results.Ok(heuristics.Select(HeuristicDto.From).ToArray());
+        return Results.Ok(heuristics.Select(h => h.ToDto()).ToArray());
     }
 
     private static async Task<IResult> ForgetAsync(string id, TransactionRegistry registry, ILoggerFactory loggers, CancellationToken cancellationToken)
@@ -193,10 +205,99 @@ public static class TwoPCApiEndpoints
     private static async Task<IResult> RecoverAsync(TransactionRegistry registry, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var report = await registry.Coordinator.RecoverAsync(cancellationToken);
-        var dto = RecoveryReportDto.From(report);
+        var dto = report.ToDto();
         var logger = AdminLogger(loggers);
         Log.AdminRecovered(logger, dto.Branches.Count, dto.LeftInDoubt, dto.FailedResourceManagers.Count);
         return Results.Ok(dto);
+    }
+
+    private static IResult ListInDoubt(TransactionRegistry registry, ILoggerFactory loggers)
+    {
+        var inDoubt = registry.Coordinator.GetInDoubt();
+        var logger = AdminLogger(loggers);
+        Log.AdminListedInDoubt(logger, inDoubt.Count);
+        return Results.Ok(inDoubt.Select(b => b.ToDto()).ToArray());
+    }
+
+    private static RouteHandlerBuilder WithForceMetadata(this RouteHandlerBuilder route) =>
+        route.Accepts<ForceBranchRequest>("application/json")
+            .Produces<ForcedBranchDto>()
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status502BadGateway)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+
+    /// <summary>An operator forces one branch; the coordinator's safety rules decide whether it may (409 when not).</summary>
+    private static async Task<IResult> ForceAsync(string xid, HttpRequest request, TransactionRegistry registry, ILoggerFactory loggers, ForcedAction action, CancellationToken cancellationToken)
+    {
+        var logger = AdminLogger(loggers);
+        var path = TransactionIdFormatException.Sanitize(request.Path.Value ?? string.Empty);
+        var verb = action == ForcedAction.Commit ? "commit" : "rollback";
+        if (!Xid.TryParse(xid, out var branch))
+        {
+            var detail = $"{TransactionIdFormatException.Sanitize(xid)} is not an XID (expected {{formatId as 8 hex digits}}_{{gtrid}}_{{bqual}}).";
+            Log.AdminBadRequest(logger, path, detail);
+            return BadRequest(detail);
+        }
+
+        var shownXid = branch.ToString();
+
+        var body = await ReadBodyAsync<ForceBranchRequest>(request, optional: false);
+        if (body.Error is not null)
+        {
+            Log.AdminBadRequest(logger, path, "malformed body");
+            return body.Error;
+        }
+
+        var name = body.Value!.ResourceManager;
+        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        {
+            Log.AdminBadRequest(logger, path, "resourceManager missing or invalid");
+            return BadRequest("resourceManager must be 1-64 printable characters.");
+        }
+
+        // Only resource managers the coordinator knows (configured, used since start, or named by a logged decision):
+        // the server's resolver would make any name a remote participant, without a callback URL to reach it.
+        if (!registry.Coordinator.ResourceManagers.Any(r => string.Equals(r.Name, name, StringComparison.Ordinal)))
+        {
+            var shownName = TransactionIdFormatException.Sanitize(name);
+            var detail = $"No resource manager {shownName} is registered with the coordinator.";
+            Log.AdminForceRefused(logger, verb, shownXid, shownName, StatusCodes.Status404NotFound, detail);
+            return Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown resource manager", detail: detail);
+        }
+
+        ForcedBranchResult result;
+        try
+        {
+            // The request's token only cancels the wait for a running recovery pass; once the resource manager is
+            // called, the call runs to its end (a call cut off half-way would leave the branch's state unknown).
+            result = action == ForcedAction.Commit
+                ? await registry.Coordinator.ForceCommitBranchAsync(name, branch, body.Value.Override, cancellationToken)
+                : await registry.Coordinator.ForceRollbackBranchAsync(name, branch, cancellationToken);
+        }
+        catch (InvalidOperationException ex)
+        {
+            Log.AdminForceFailed(logger, verb, shownXid, name, ex.Message);
+            return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "The coordinator is not running", detail: ex.Message);
+        }
+
+        switch (result.Status)
+        {
+            case ForcedBranchStatus.Completed:
+                var dto = result.ToDto();
+                Log.AdminForcedBranch(logger, verb, shownXid, name, dto.Outcome);
+                return Results.Ok(dto);
+            case ForcedBranchStatus.Refused:
+                Log.AdminForceRefused(logger, verb, shownXid, name, StatusCodes.Status409Conflict, result.Message);
+                return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Refused by the safety rules", detail: result.Message);
+            case ForcedBranchStatus.UnknownResourceManager:
+                Log.AdminForceRefused(logger, verb, shownXid, name, StatusCodes.Status404NotFound, result.Message);
+                return Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown resource manager", detail: result.Message);
+            default:
+                Log.AdminForceFailed(logger, verb, shownXid, name, result.Message);
+                return Results.Problem(statusCode: StatusCodes.Status502BadGateway, title: "The resource manager failed", detail: result.Message);
+        }
     }
 
     private static async ValueTask<object?> RequireApiKeyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)

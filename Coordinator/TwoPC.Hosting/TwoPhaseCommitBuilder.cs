@@ -28,6 +28,19 @@ public sealed class TwoPhaseCommitBuilder
         return this;
     }
 
+    /// <summary>
+    /// Supplies resource managers that are not registered when a logged commit decision (re-driven after a
+    /// restart) or an operator's forced action names them (see <see cref="TwoPC.Protocol.TransactionCoordinator.ResourceManagerResolver"/>):
+    /// return one called exactly <c>name</c> (it is registered and used), or <see langword="null"/> for an unknown name.
+    /// Several resolvers are asked in the order they were added; the first non-null answer wins. Set before recovery runs.
+    /// </summary>
+    public TwoPhaseCommitBuilder ResolveResourceManagers(Func<IServiceProvider, string, IResourceManager?> resolve)
+    {
+        ArgumentNullException.ThrowIfNull(resolve);
+        Services.AddSingleton(new ResourceManagerResolverRegistration(resolve));
+        return this;
+    }
+
     /// <summary>Registers an already created resource manager (a custom participant).</summary>
     public TwoPhaseCommitBuilder AddResourceManager(IResourceManager resourceManager)
     {
@@ -36,6 +49,9 @@ public sealed class TwoPhaseCommitBuilder
         return this;
     }
 }
+
+/// <summary>A resolver for resource managers a logged decision or a forced action names but nobody registered.</summary>
+internal sealed record ResourceManagerResolverRegistration(Func<IServiceProvider, string, IResourceManager?> Resolve);
 
 /// <summary>How to create one resource manager at host start.</summary>
 internal sealed record ResourceManagerRegistration(Type Type, Func<IServiceProvider, CancellationToken, Task<IResourceManager>> Create);

@@ -19,6 +19,7 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
 {
     private readonly IServiceProvider _services;
     private readonly IEnumerable<ResourceManagerRegistration> _registrations;
+    private readonly ResourceManagerResolverRegistration[] _resolvers;
     private readonly ConcurrentDictionary<ResourceManagerRegistration, IResourceManager> _created = new();
 
     /// <summary>Creates the service; the coordinator itself is created here and started with the host.</summary>
@@ -28,6 +29,7 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
         ArgumentNullException.ThrowIfNull(options);
         _services = services;
         _registrations = (IEnumerable<ResourceManagerRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerRegistration>)) ?? [];
+        _resolvers = [.. (IEnumerable<ResourceManagerResolverRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerResolverRegistration>)) ?? []];
         var settings = options.Value;
         var log = new FileTransactionLog(
             new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
@@ -39,9 +41,25 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
     /// <summary>The embedded coordinator (refuses transactions until the host has started).</summary>
     public TransactionCoordinator Coordinator { get; }
 
-    /// <summary>Creates the resource managers, registers them, opens the log and recovers.</summary>
+    /// <summary>Creates the resource managers, registers them, installs the resolvers, opens the log and recovers.</summary>
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
+        if (_resolvers.Length > 0)
+        {
+            Coordinator.ResourceManagerResolver = name =>
+            {
+                foreach (var resolver in _resolvers)
+                {
+                    if (resolver.Resolve(_services, name) is { } rm)
+                    {
+                        return rm;
+                    }
+                }
+
+                return null;
+            };
+        }
+
         foreach (var registration in _registrations)
         {
             var rm = await registration.Create(_services, cancellationToken).ConfigureAwait(false);

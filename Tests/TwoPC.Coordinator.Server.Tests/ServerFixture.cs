@@ -19,6 +19,9 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public HttpClient Client { get; private set; } = null!;
 
+    /// <summary>The server's services (tests look at the coordinator behind the API).</summary>
+    public IServiceProvider Services => _app!.Services;
+
     public Participants Participants { get; } = new();
 
     public async Task InitializeAsync()
@@ -64,6 +67,18 @@ public sealed class Participants : IAsyncDisposable
     /// <summary>Participants that answer 409 to prepare.</summary>
     public ConcurrentDictionary<string, bool> FailPrepare { get; } = new();
 
+    /// <summary>Participants that answer prepare with 425 (still in progress) this many more times before voting yes.</summary>
+    public ConcurrentDictionary<string, int> PrepareTooEarly { get; } = new();
+
+    /// <summary>Participants that answer commit with this status code (500, 425, ...) instead of committing.</summary>
+    public ConcurrentDictionary<string, int> CommitStatus { get; } = new();
+
+    /// <summary>Participants that answer commit with <c>rolledBack</c> (someone rolled the branch back by hand: a heuristic).</summary>
+    public ConcurrentDictionary<string, bool> CommitRolledBack { get; } = new();
+
+    /// <summary>Every call, as "name action xid".</summary>
+    public ConcurrentQueue<string> Calls { get; } = new();
+
     public string BaseAddress { get; private set; } = null!;
 
     public string CallbackUrl(string name) => $"{BaseAddress}/{name}";
@@ -76,6 +91,12 @@ public sealed class Participants : IAsyncDisposable
         _app = builder.Build();
         _app.MapPost("/{name}/prepare", (string name, XidBody body) =>
         {
+            Calls.Enqueue($"{name} prepare {body.Xid}");
+            if (PrepareTooEarly.TryGetValue(name, out var early) && early > 0 && PrepareTooEarly.TryUpdate(name, early - 1, early))
+            {
+                return Results.StatusCode(425); // Too Early: still in progress
+            }
+
             if (FailPrepare.ContainsKey(name))
             {
                 States[(name, body.Xid)] = "rolledBack";
@@ -87,11 +108,24 @@ public sealed class Participants : IAsyncDisposable
         });
         _app.MapPost("/{name}/commit", (string name, XidBody body) =>
         {
+            Calls.Enqueue($"{name} commit {body.Xid}");
+            if (CommitStatus.TryGetValue(name, out var status))
+            {
+                return Results.StatusCode(status);
+            }
+
+            if (CommitRolledBack.ContainsKey(name))
+            {
+                States[(name, body.Xid)] = "rolledBack";
+                return Results.Ok(new { outcome = "rolledBack" });
+            }
+
             States[(name, body.Xid)] = "committed";
             return Results.Ok(new { outcome = "committed" });
         });
         _app.MapPost("/{name}/rollback", (string name, XidBody body) =>
         {
+            Calls.Enqueue($"{name} rollback {body.Xid}");
             States[(name, body.Xid)] = "rolledBack";
             return Results.Ok(new { outcome = "rolledBack" });
         });

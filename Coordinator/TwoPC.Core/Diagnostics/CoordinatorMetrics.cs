@@ -13,6 +13,7 @@ internal sealed class CoordinatorMetrics
         Heuristic = meter.CreateCounter<long>("twopc.transactions.heuristic", "{transaction}", "Global transactions that ended with a heuristic outcome.");
         OrphansRolledBack = meter.CreateCounter<long>("twopc.recovery.orphans_rolled_back", "{branch}", "In-doubt branches rolled back by recovery (presumed abort).");
         RecoveredCommits = meter.CreateCounter<long>("twopc.recovery.commits", "{branch}", "In-doubt branches committed by recovery from a logged decision.");
+        BranchesForced = meter.CreateCounter<long>("twopc.branches.forced", "{branch}", "Branches an operator forced to commit or roll back; tags action (commit, rollback) and outcome (committed, rolled_back, mixed, unknown, refused, unknown_resource_manager, failed).");
         PrepareDuration = meter.CreateHistogram<double>("twopc.prepare.duration", "s", "Phase 1: from commit called to the last vote.");
         DecisionDuration = meter.CreateHistogram<double>("twopc.decision.duration", "s", "Time to force the commit decision to the log.");
         CommitDuration = meter.CreateHistogram<double>("twopc.phase2.duration", "s", "Phase 2: from the decision to the last acknowledgement.");
@@ -32,6 +33,8 @@ internal sealed class CoordinatorMetrics
     public Counter<long> OrphansRolledBack { get; }
 
     public Counter<long> RecoveredCommits { get; }
+
+    public Counter<long> BranchesForced { get; }
 
     public Histogram<double> PrepareDuration { get; }
 

@@ -93,4 +93,19 @@ internal static partial class LogMessages
 
     [LoggerMessage(EventId = 3007, Level = LogLevel.Error, Message = "Recovery pass failed")]
     public static partial void RecoveryPassFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3008, Level = LogLevel.Warning, Message = "Operator forced {Action} of branch {Xid} in {ResourceManager}: the resource reports {Outcome}. {Detail}")]
+    public static partial void BranchForced(this ILogger logger, string action, Xid xid, string resourceManager, Participants.BranchOutcome outcome, string detail);
+
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Warning, Message = "Operator's forced {Action} of branch {Xid} in {ResourceManager} refused: {Reason}")]
+    public static partial void BranchForceRefused(this ILogger logger, string action, Xid xid, string resourceManager, string reason);
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Error, Message = "Operator's forced {Action} of branch {Xid} in {ResourceManager} failed; the branch's state is unknown")]
+    public static partial void BranchForceFailed(this ILogger logger, Exception? exception, string action, Xid xid, string resourceManager);
+
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "Resource manager {ResourceManager} was not registered; the resource manager resolver supplied it")]
+    public static partial void ResourceManagerResolved(this ILogger logger, string resourceManager);
+
+    [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "The resource manager resolver failed for {ResourceManager}")]
+    public static partial void ResourceManagerResolverFailed(this ILogger logger, Exception exception, string resourceManager);
 }

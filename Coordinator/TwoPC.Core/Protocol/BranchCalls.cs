@@ -28,13 +28,31 @@ internal sealed class BranchCalls
         _bounded = Build(options, options.RollbackAttempts - 1, timeProvider);
     }
 
-    /// <summary>Commits a prepared branch, retrying until the resource answers or <paramref name="stopping"/> is cancelled.</summary>
-    public ValueTask<BranchOutcome> CommitAsync(string resourceManager, Func<IResourceManager?> resolve, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken stopping) =>
-        ExecuteAsync(_untilDone, new BranchCall("commit", resourceManager, xid), static (state, ct) =>
+    /// <summary>
+    /// Commits a prepared branch, retrying until the resource answers or <paramref name="stopping"/> is cancelled;
+    /// <paramref name="onFailure"/> is told of every failed attempt (operators see the last one).
+    /// </summary>
+    public ValueTask<BranchOutcome> CommitAsync(string resourceManager, Func<IResourceManager?> resolve, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken stopping, Action<Exception>? onFailure = null) =>
+        ExecuteAsync(_untilDone, new BranchCall("commit", resourceManager, xid), static async (state, ct) =>
         {
-            var rm = state.resolve() ?? throw new ResourceManagerNotRegisteredException(state.name);
-            return rm.CommitAsync(state.xid, state.recoveryData, ct);
-        }, (resolve, name: resourceManager, xid, recoveryData), stopping);
+            try
+            {
+                var rm = state.resolve() ?? throw new ResourceManagerNotRegisteredException(state.name);
+                return await rm.CommitAsync(state.xid, state.recoveryData, ct).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                state.onFailure?.Invoke(ex);
+                throw;
+            }
+        }, (resolve, name: resourceManager, xid, recoveryData, onFailure), stopping);
+
+    /// <summary>An operator's forced commit or rollback of one branch: a few attempts (like a rollback), then throws.</summary>
+    public ValueTask<BranchOutcome> ForceAsync(IResourceManager resourceManager, bool commit, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+        ExecuteAsync(_bounded, new BranchCall(commit ? "forced-commit" : "forced-rollback", resourceManager.Name, xid), static (state, ct) =>
+            state.commit
+                ? state.resourceManager.CommitAsync(state.xid, state.recoveryData, ct)
+                : state.resourceManager.RollbackAsync(state.xid, state.recoveryData, ct), (resourceManager, commit, xid, recoveryData), cancellationToken);
 
     /// <summary>Rolls back a prepared branch through its resource manager; a few attempts, then throws.</summary>
     public ValueTask<BranchOutcome> RollbackPreparedAsync(IResourceManager resourceManager, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>

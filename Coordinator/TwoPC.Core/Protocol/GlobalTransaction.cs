@@ -202,6 +202,15 @@ public sealed class GlobalTransaction : IAsyncDisposable
         }
     }
 
+    /// <summary>The branches enlisted so far.</summary>
+    internal EnlistedBranch[] SnapshotBranches()
+    {
+        lock (_gate)
+        {
+            return [.. _branches];
+        }
+    }
+
     internal void SetState(TransactionState state)
     {
         lock (_gate)

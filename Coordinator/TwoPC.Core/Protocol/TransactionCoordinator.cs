@@ -15,7 +15,9 @@ namespace TwoPC.Protocol;
 /// <param name="State">Where it is; <see cref="TransactionState.Unknown"/> when this coordinator has no record.</param>
 /// <param name="Outcome">The outcome, once known.</param>
 /// <param name="Deadline">Its deadline, while it is live in this process.</param>
-public sealed record TransactionStatus(GlobalTransactionId TransactionId, TransactionState State, TransactionOutcome? Outcome, DateTimeOffset? Deadline);
+/// <param name="Branches">While it is live in this process: its branches (resource manager and XID; during phase 2 also
+/// the vote and, once acknowledged, the outcome). <see langword="null"/> otherwise (see <paramref name="Outcome"/>).</param>
+public sealed record TransactionStatus(GlobalTransactionId TransactionId, TransactionState State, TransactionOutcome? Outcome, DateTimeOffset? Deadline, IReadOnlyList<BranchReport>? Branches = null);
 
 /// <summary>
 /// The transaction coordinator of one node: begins global transactions, runs two-phase commit with
@@ -38,6 +40,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     private readonly BranchCalls _calls;
     private readonly TwoPhaseCommit _protocol;
     private readonly RecoveryManager _recovery;
+    private readonly ForcedResolution _forced;
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeId _node;
     private Task _background = Task.CompletedTask;
@@ -69,6 +72,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         _calls = new BranchCalls(options, _logger, Time);
         _protocol = new TwoPhaseCommit(options, log, _calls, _table, _metrics, _logger, Time, _stopping.Token);
         _recovery = new RecoveryManager(options, _node, () => _epoch, () => (ulong)Interlocked.Read(ref _nextSequence), () => [.. _resourceManagers.Values], _table, _calls, _metrics, _logger, Time);
+        _forced = new ForcedResolution(_node, () => _epoch, () => (ulong)Interlocked.Read(ref _nextSequence), GetStatus, FindResourceManager, _table, _calls, _recovery, _metrics, _logger, _stopping.Token);
         foreach (var rm in resourceManagers ?? [])
         {
             RegisterResourceManager(rm);
@@ -98,13 +102,24 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
     internal TimeProvider Time { get; }
 
+    /// <summary>
+    /// Supplies a resource manager that is not registered when a logged commit decision (re-driven after a
+    /// restart) or an operator's forced action names it. A non-null result, whose <see cref="IResourceManager.Name"/>
+    /// must be the name asked for, is registered and used; <see langword="null"/> means "unknown" (a re-drive
+    /// keeps waiting and asks again at its next retry). Set it before <see cref="StartAsync"/> so start-up
+    /// recovery can use it.
+    /// </summary>
+    /// <remarks>The standalone server resolves every name to a remote participant: the logged recovery data
+    /// (the callback URL) is all a remote branch needs.</remarks>
+    public Func<string, IResourceManager?>? ResourceManagerResolver { get; set; }
+
     /// <summary>Registers a resource manager under its <see cref="IResourceManager.Name"/>.</summary>
     /// <exception cref="ArgumentException">The name is invalid, or another resource manager has it.</exception>
     public void RegisterResourceManager(IResourceManager resourceManager)
     {
         ArgumentNullException.ThrowIfNull(resourceManager);
         var name = resourceManager.Name;
-        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        if (!ForcedResolution.IsValidName(name))
         {
             throw new ArgumentException($"Resource manager name {TransactionIdFormatException.Sanitize(name ?? string.Empty)} is invalid: 1-64 printable characters are required.", nameof(resourceManager));
         }
@@ -270,12 +285,15 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             TaskScheduler.Default);
     }
 
-    /// <summary>What this coordinator knows about a transaction.</summary>
+    /// <summary>What this coordinator knows about a transaction (for a live one, with its branches).</summary>
     public TransactionStatus GetStatus(GlobalTransactionId transactionId)
     {
         if (_table.TryGetActive(transactionId, out var tx))
         {
-            return new TransactionStatus(transactionId, tx.State, null, tx.Deadline);
+            var enlisted = _table.TryGetPhaseTwo(transactionId, out var running)
+                ? PhaseTwoBranches(running)
+                : [.. tx.SnapshotBranches().Select(b => new BranchReport(b.ResourceManager.Name, b.Xid, null, null))];
+            return new TransactionStatus(transactionId, tx.State, null, tx.Deadline, enlisted);
         }
 
         if (_table.TryGetHeuristic(transactionId, out var heuristic))
@@ -286,7 +304,8 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
         if (_table.IsRecovering(transactionId))
         {
-            return new TransactionStatus(transactionId, TransactionState.Committing, null, null);
+            return new TransactionStatus(transactionId, TransactionState.Committing, null, null,
+                _table.TryGetPhaseTwo(transactionId, out var redriven) ? PhaseTwoBranches(redriven) : null);
         }
 
         if (_table.TryGetRecent(transactionId, out var outcome))
@@ -307,6 +326,67 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     public IReadOnlyList<HeuristicRecord> GetHeuristics() => _table.Heuristics;
 
     /// <summary>
+    /// What waits in doubt, oldest first, without scanning anything: the branches of commit decisions whose phase 2
+    /// has not been acknowledged yet (<see cref="InDoubtResolution.Committing"/>; age since the decision, detail the
+    /// last error of the retries), and the branches the most recent recovery pass found prepared and left alone
+    /// (another node's, too young, heuristic, or a failed rollback; age brought up to now).
+    /// </summary>
+    public IReadOnlyList<InDoubtReport> GetInDoubt()
+    {
+        var now = Time.GetUtcNow();
+        var reports = new List<InDoubtReport>();
+        foreach (var progress in _table.PhaseTwo)
+        {
+            var age = now > progress.DecidedAt ? now - progress.DecidedAt : TimeSpan.Zero;
+            for (var i = 0; i < progress.Branches.Count; i++)
+            {
+                if (!progress.IsAcknowledged(i))
+                {
+                    var branch = progress.Branches[i];
+                    var decision = progress.Logged ? "commit decision logged" : "committing its only prepared branch (no decision record)";
+                    var detail = progress.LastError(i) is { } error ? $"{decision}; phase 2 retrying, last error: {error}" : $"{decision}; phase 2 in progress";
+                    reports.Add(new InDoubtReport(branch.ResourceManager, branch.Xid, InDoubtResolution.Committing, age, detail));
+                }
+            }
+        }
+
+        reports.AddRange(_recovery.LeftAlone(now));
+        return [.. reports.OrderByDescending(r => r.Age)];
+    }
+
+    /// <summary>
+    /// An operator commits one in-doubt branch by hand, through its resource manager (with the recovery data of the
+    /// logged decision when there is one). Refused when it would contradict this coordinator: the transaction is live
+    /// here or known rolled back; a transaction of this node with no record at all needs <paramref name="overridePresumedAbort"/>
+    /// (presumed abort says it did not commit). Logged and counted (<c>twopc.branches.forced</c>).
+    /// </summary>
+    /// <param name="resourceManager">The registered name of the branch's resource manager (the resolver is asked for an unknown name).</param>
+    /// <param name="xid">The branch.</param>
+    /// <param name="overridePresumedAbort">Commit a branch of this node's transaction even though the coordinator has no record of it.</param>
+    /// <param name="cancellationToken">Cancels while the action waits for a running recovery pass; once the resource manager is called, the call runs to its end.</param>
+    /// <exception cref="InvalidOperationException">The coordinator is not running.</exception>
+    public Task<ForcedBranchResult> ForceCommitBranchAsync(string resourceManager, Xid xid, bool overridePresumedAbort = false, CancellationToken cancellationToken = default)
+    {
+        EnsureRunning();
+        return _forced.ForceAsync(ForcedAction.Commit, resourceManager, xid, overridePresumedAbort, cancellationToken);
+    }
+
+    /// <summary>
+    /// An operator rolls back one in-doubt branch by hand, through its resource manager. Refused when the branch's
+    /// transaction has a commit decision on record here (logged, committing or committed) or is still live; allowed
+    /// for a transaction of this node with no record (presumed abort). Logged and counted (<c>twopc.branches.forced</c>).
+    /// </summary>
+    /// <param name="resourceManager">The registered name of the branch's resource manager (the resolver is asked for an unknown name).</param>
+    /// <param name="xid">The branch.</param>
+    /// <param name="cancellationToken">Cancels while the action waits for a running recovery pass; once the resource manager is called, the call runs to its end.</param>
+    /// <exception cref="InvalidOperationException">The coordinator is not running.</exception>
+    public Task<ForcedBranchResult> ForceRollbackBranchAsync(string resourceManager, Xid xid, CancellationToken cancellationToken = default)
+    {
+        EnsureRunning();
+        return _forced.ForceAsync(ForcedAction.Rollback, resourceManager, xid, overridePresumedAbort: false, cancellationToken);
+    }
+
+    /// <summary>
     /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append
     /// END, and drop the record.
     /// </summary>
@@ -320,7 +400,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
         foreach (var branch in record.Branches)
         {
-            if (_resourceManagers.TryGetValue(branch.ResourceManager, out var rm))
+            if (FindResourceManager(branch.ResourceManager) is { } rm)
             {
                 await rm.ForgetAsync(branch.Xid, cancellationToken).ConfigureAwait(false);
             }
@@ -335,12 +415,16 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <summary>Runs a recovery pass now (it also runs every <see cref="TransactionCoordinatorOptions.RecoveryInterval"/>).</summary>
     public Task<RecoveryReport> RecoverAsync(CancellationToken cancellationToken = default)
     {
+        EnsureRunning();
+        return _recovery.RunPassAsync(cancellationToken);
+    }
+
+    private void EnsureRunning()
+    {
         if (_phase != 2)
         {
             throw new InvalidOperationException("The coordinator is not running.");
         }
-
-        return _recovery.RunPassAsync(cancellationToken);
     }
 
     /// <summary>
@@ -402,7 +486,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         var missingReported = new bool[decision.Branches.Count];
         var outcome = await _protocol.CommitPreparedAsync(decision.TransactionId, decision.Branches, i =>
         {
-            if (_resourceManagers.TryGetValue(decision.Branches[i].ResourceManager, out var rm))
+            if (FindResourceManager(decision.Branches[i].ResourceManager) is { } rm)
             {
                 return rm;
             }
@@ -414,10 +498,56 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             }
 
             return null;
-        }, logged: true, reports: null, Time.GetTimestamp()).ConfigureAwait(false);
+        }, logged: true, reports: null, Time.GetTimestamp(), decision.DecidedAt).ConfigureAwait(false);
         _metrics.RecoveredCommits.Add(decision.Branches.Count);
         return outcome;
     }
+
+    /// <summary>The registered resource manager called <paramref name="name"/>, else what <see cref="ResourceManagerResolver"/> supplies (registered on the way).</summary>
+    private IResourceManager? FindResourceManager(string name)
+    {
+        if (_resourceManagers.TryGetValue(name, out var registered))
+        {
+            return registered;
+        }
+
+        if (ResourceManagerResolver is not { } resolver || !ForcedResolution.IsValidName(name))
+        {
+            return null;
+        }
+
+        IResourceManager? resolved;
+        try
+        {
+            resolved = resolver(name);
+            if (resolved is not null && !string.Equals(resolved.Name, name, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"Asked for '{name}', the resolver returned a resource manager called '{resolved.Name}'.");
+            }
+        }
+        catch (Exception ex)
+        {
+            _logger.ResourceManagerResolverFailed(ex, name);
+            return null;
+        }
+
+        if (resolved is null)
+        {
+            return null;
+        }
+
+        // The resolver may have registered it itself (the server does); either way one instance per name wins.
+        var winner = _resourceManagers.GetOrAdd(name, resolved);
+        if (ReferenceEquals(winner, resolved))
+        {
+            _logger.ResourceManagerResolved(name);
+        }
+
+        return winner;
+    }
+
+    private static BranchReport[] PhaseTwoBranches(PhaseTwoProgress progress) =>
+        [.. progress.Branches.Select((b, i) => new BranchReport(b.ResourceManager, b.Xid, VoteKind.Yes, progress.IsAcknowledged(i) ? BranchOutcome.Committed : null))];
 
     private async Task RecoveryLoopAsync(CancellationToken stopping)
     {

@@ -17,6 +17,7 @@ internal sealed class TransactionTable(int recentCapacity)
     private readonly ConcurrentDictionary<GlobalTransactionId, TransactionOutcome> _recent = new();
     private readonly ConcurrentQueue<GlobalTransactionId> _recentOrder = new();
     private readonly ConcurrentDictionary<GlobalTransactionId, Task> _completions = new();
+    private readonly ConcurrentDictionary<GlobalTransactionId, PhaseTwoProgress> _phaseTwo = new();
 
     public int ActiveCount => _active.Count;
 
@@ -77,4 +78,58 @@ internal sealed class TransactionTable(int recentCapacity)
     }
 
     public bool TryGetRecent(GlobalTransactionId id, out TransactionOutcome outcome) => _recent.TryGetValue(id, out outcome!);
+
+    /// <summary>Phase 2 of a commit decision is running (in the normal path or re-driven by recovery).</summary>
+    public void AddPhaseTwo(PhaseTwoProgress progress) => _phaseTwo[progress.TransactionId] = progress;
+
+    /// <summary>Phase 2 is over (called after <see cref="Complete"/>, so a status query never sees neither).</summary>
+    public void RemovePhaseTwo(PhaseTwoProgress progress) => _phaseTwo.TryRemove(new KeyValuePair<GlobalTransactionId, PhaseTwoProgress>(progress.TransactionId, progress));
+
+    public bool TryGetPhaseTwo(GlobalTransactionId id, out PhaseTwoProgress progress) => _phaseTwo.TryGetValue(id, out progress!);
+
+    public ICollection<PhaseTwoProgress> PhaseTwo => _phaseTwo.Values;
+}
+
+/// <summary>
+/// Phase 2 of one commit decision while it runs: the branches it commits (with their recovery data),
+/// which of them have acknowledged, and the last error of those still being retried. Operators read it
+/// (<see cref="TransactionCoordinator.GetInDoubt"/>); forced actions take the recovery data from it.
+/// </summary>
+internal sealed class PhaseTwoProgress(GlobalTransactionId transactionId, DateTimeOffset decidedAt, IReadOnlyList<LoggedBranch> branches, bool logged)
+{
+    private readonly int[] _acknowledged = new int[branches.Count];
+    private readonly string?[] _lastError = new string?[branches.Count];
+
+    public GlobalTransactionId TransactionId { get; } = transactionId;
+
+    /// <summary>When the commit decision was taken.</summary>
+    public DateTimeOffset DecidedAt { get; } = decidedAt;
+
+    public IReadOnlyList<LoggedBranch> Branches { get; } = branches;
+
+    /// <summary>Whether the decision is in the log (false for the single-prepared-branch optimisation).</summary>
+    public bool Logged { get; } = logged;
+
+    public void Acknowledge(int index) => Volatile.Write(ref _acknowledged[index], 1);
+
+    public bool IsAcknowledged(int index) => Volatile.Read(ref _acknowledged[index]) == 1;
+
+    public void Failed(int index, Exception error) =>
+        Volatile.Write(ref _lastError[index], error is OperationCanceledException ? "the call did not answer in time" : error.Message);
+
+    public string? LastError(int index) => Volatile.Read(ref _lastError[index]);
+
+    /// <summary>The index of the branch <paramref name="xid"/> of <paramref name="resourceManager"/>, or -1.</summary>
+    public int IndexOf(string resourceManager, Xid xid)
+    {
+        for (var i = 0; i < Branches.Count; i++)
+        {
+            if (Branches[i].Xid == xid && string.Equals(Branches[i].ResourceManager, resourceManager, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 }

@@ -99,12 +99,13 @@ internal sealed class TwoPhaseCommit(
         }
 
         var logged = yes.Count > 1;
+        var decidedAt = time.GetUtcNow();
         if (logged)
         {
             var forcing = time.GetTimestamp();
             try
             {
-                await log.LogCommitDecisionAsync(new CommitDecision(tx.Id, time.GetUtcNow(), yes)).ConfigureAwait(false);
+                await log.LogCommitDecisionAsync(new CommitDecision(tx.Id, decidedAt, yes)).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
@@ -131,14 +132,15 @@ internal sealed class TwoPhaseCommit(
             }
         }
 
-        var outcome = await CommitPreparedAsync(tx.Id, yes, i => resolved[i], logged, reports, started).ConfigureAwait(false);
+        var outcome = await CommitPreparedAsync(tx.Id, yes, i => resolved[i], logged, reports, started, decidedAt).ConfigureAwait(false);
         tx.SetState(outcome.Kind == OutcomeKind.Committed ? TransactionState.Committed : TransactionState.Heuristic);
         return outcome;
     }
 
     /// <summary>
     /// Phase 2 of a commit decision: commit every branch until it answers, then END (all committed) or a
-    /// heuristic record. Recovery calls this for the decisions it finds in the log.
+    /// heuristic record. Recovery calls this for the decisions it finds in the log. While it runs, the
+    /// table lists its progress (which branches acknowledged) for operators and forced actions.
     /// </summary>
     public async Task<TransactionOutcome> CommitPreparedAsync(
         GlobalTransactionId id,
@@ -146,7 +148,29 @@ internal sealed class TwoPhaseCommit(
         Func<int, IResourceManager?> resolve,
         bool logged,
         BranchReport[]? reports,
-        long started)
+        long started,
+        DateTimeOffset decidedAt)
+    {
+        var progress = new PhaseTwoProgress(id, decidedAt, branches, logged);
+        table.AddPhaseTwo(progress);
+        try
+        {
+            return await CommitPreparedCoreAsync(id, branches, resolve, logged, reports, started, progress).ConfigureAwait(false);
+        }
+        finally
+        {
+            table.RemovePhaseTwo(progress);
+        }
+    }
+
+    private async Task<TransactionOutcome> CommitPreparedCoreAsync(
+        GlobalTransactionId id,
+        IReadOnlyList<LoggedBranch> branches,
+        Func<int, IResourceManager?> resolve,
+        bool logged,
+        BranchReport[]? reports,
+        long started,
+        PhaseTwoProgress progress)
     {
         var phaseTwo = time.GetTimestamp();
         var outcomes = new Task<BranchOutcome>[branches.Count];
@@ -201,7 +225,8 @@ internal sealed class TwoPhaseCommit(
         async Task<BranchOutcome> CommitOneAsync(int index)
         {
             var branch = branches[index];
-            var outcome = await calls.CommitAsync(branch.ResourceManager, () => resolve(index), branch.Xid, branch.RecoveryData, stopping).ConfigureAwait(false);
+            var outcome = await calls.CommitAsync(branch.ResourceManager, () => resolve(index), branch.Xid, branch.RecoveryData, stopping, ex => progress.Failed(index, ex)).ConfigureAwait(false);
+            progress.Acknowledge(index);
             await StepAsync(ProtocolStep.AfterBranchCommitted, id, Interlocked.Increment(ref acknowledged)).ConfigureAwait(false);
             return outcome;
         }

@@ -32,12 +32,14 @@ public enum InDoubtResolution
     Failed,
 }
 
-/// <summary>One in-doubt branch seen by a recovery pass.</summary>
+/// <summary>One in-doubt branch seen by a recovery pass (or, for <see cref="InDoubtResolution.Committing"/>
+/// in <see cref="TransactionCoordinator.GetInDoubt"/>, a branch phase 2 has not yet committed).</summary>
 /// <param name="ResourceManager">Where it was found.</param>
 /// <param name="Xid">Its XID.</param>
 /// <param name="Resolution">What recovery did.</param>
-/// <param name="Age">How long it has been in doubt, as far as recovery knows.</param>
-public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age);
+/// <param name="Age">How long it has been in doubt, as far as recovery knows (for a committing branch: since the decision).</param>
+/// <param name="Detail">Why it was left alone, or the last error of a phase-2 retry, for the operator.</param>
+public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age, string? Detail = null);
 
 /// <summary>The result of one recovery pass.</summary>
 /// <param name="Branches">Every in-doubt branch the resource managers reported, with what was done.</param>
@@ -72,11 +74,59 @@ internal sealed class RecoveryManager(
 {
     private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
+    private readonly Lock _leftAloneGate = new();
+    private (InDoubtReport Report, DateTimeOffset SeenAt)[] _leftAlone = [];
 
     public void Dispose() => _oneAtATime.Dispose();
 
     /// <summary>In-doubt branches the last pass left alone.</summary>
-    public int LeftInDoubt { get; private set; }
+    public int LeftInDoubt
+    {
+        get
+        {
+            lock (_leftAloneGate)
+            {
+                return _leftAlone.Length;
+            }
+        }
+    }
+
+    /// <summary>The branches the last pass left alone, their age brought up to <paramref name="now"/> (no new scan).</summary>
+    public IEnumerable<InDoubtReport> LeftAlone(DateTimeOffset now)
+    {
+        (InDoubtReport Report, DateTimeOffset SeenAt)[] snapshot;
+        lock (_leftAloneGate)
+        {
+            snapshot = _leftAlone;
+        }
+
+        return snapshot.Select(e => e.Report with { Age = e.Report.Age + (now > e.SeenAt ? now - e.SeenAt : TimeSpan.Zero) });
+    }
+
+    /// <summary>An operator resolved a branch by hand: it is no longer listed as left alone.</summary>
+    public void Resolved(string resourceManager, Xid xid)
+    {
+        lock (_leftAloneGate)
+        {
+            _leftAlone = [.. _leftAlone.Where(e => e.Report.Xid != xid || !string.Equals(e.Report.ResourceManager, resourceManager, StringComparison.Ordinal))];
+        }
+
+        _firstSeen.TryRemove(resourceManager + "/" + xid, out _);
+    }
+
+    /// <summary>Runs <paramref name="action"/> while no recovery pass runs (forced actions must not race a pass's decisions).</summary>
+    public async Task<T> ExclusiveAsync<T>(Func<Task<T>> action, CancellationToken cancellationToken)
+    {
+        await _oneAtATime.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+    }
 
     public async Task<RecoveryReport> RunPassAsync(CancellationToken cancellationToken)
     {
@@ -115,14 +165,18 @@ internal sealed class RecoveryManager(
                     var resolution = Classify(branch.Xid, age, liveAtStart, currentEpoch, sequenceAtStart, out var reason);
                     if (resolution == InDoubtResolution.RolledBack)
                     {
-                        resolution = await RollBackOrphanAsync(rm, branch.Xid, age, cancellationToken).ConfigureAwait(false);
+                        (resolution, reason) = await RollBackOrphanAsync(rm, branch.Xid, age, cancellationToken).ConfigureAwait(false);
                     }
                     else if (reason is not null)
                     {
                         logger.InDoubtLeftAlone(branch.Xid, rm.Name, reason);
                     }
+                    else if (resolution == InDoubtResolution.TooYoung)
+                    {
+                        reason = "no decision on record; younger than the orphan safety interval (or begun during the pass), looked at again next pass";
+                    }
 
-                    reports.Add(new InDoubtReport(rm.Name, branch.Xid, resolution, age));
+                    reports.Add(new InDoubtReport(rm.Name, branch.Xid, resolution, age, reason));
                 }
             }
 
@@ -135,7 +189,12 @@ internal sealed class RecoveryManager(
             }
 
             var report = new RecoveryReport(reports, failed);
-            LeftInDoubt = report.LeftInDoubt;
+            var passEnded = time.GetUtcNow();
+            lock (_leftAloneGate)
+            {
+                _leftAlone = [.. reports.Where(r => r.Resolution is not (InDoubtResolution.RolledBack or InDoubtResolution.Committing or InDoubtResolution.Live)).Select(r => (r, passEnded))];
+            }
+
             var rolledBack = reports.Count(r => r.Resolution == InDoubtResolution.RolledBack);
             logger.RecoveryPassFinished(reports.Count, rolledBack, report.LeftInDoubt);
             return report;
@@ -185,26 +244,27 @@ internal sealed class RecoveryManager(
         return InDoubtResolution.RolledBack;
     }
 
-    private async Task<InDoubtResolution> RollBackOrphanAsync(IResourceManager rm, Xid xid, TimeSpan age, CancellationToken cancellationToken)
+    private async Task<(InDoubtResolution, string?)> RollBackOrphanAsync(IResourceManager rm, Xid xid, TimeSpan age, CancellationToken cancellationToken)
     {
         try
         {
             var outcome = await calls.RollbackPreparedAsync(rm, xid, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
             if (outcome is BranchOutcome.Committed or BranchOutcome.Mixed)
             {
-                logger.InDoubtLeftAlone(xid, rm.Name, $"asked to roll back an orphan, the resource answered {outcome}");
-                return InDoubtResolution.Failed;
+                var reason = $"asked to roll back an orphan, the resource answered {outcome}";
+                logger.InDoubtLeftAlone(xid, rm.Name, reason);
+                return (InDoubtResolution.Failed, reason);
             }
 
             metrics.OrphansRolledBack.Add(1);
             logger.OrphanRolledBack(xid, rm.Name, age);
             _firstSeen.TryRemove(rm.Name + "/" + xid, out _);
-            return InDoubtResolution.RolledBack;
+            return (InDoubtResolution.RolledBack, null);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             logger.ResourceScanFailed(ex, rm.Name);
-            return InDoubtResolution.Failed;
+            return (InDoubtResolution.Failed, $"rolling back the orphan failed ({ex.Message}); retried next pass");
         }
     }
 }

@@ -1,0 +1,185 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace TwoPC.Client;
+
+/// <summary>The header that carries the global transaction id from the calling service to its branch services.</summary>
+public static class TwoPCHeaders
+{
+    /// <summary><c>TwoPC-Transaction-Id</c>: the global transaction a branch request belongs to.</summary>
+    public const string TransactionId = "TwoPC-Transaction-Id";
+}
+
+/// <summary>
+/// Client of the standalone coordinator's transaction API, for the service that runs a global transaction:
+/// begin, call the branch services with the transaction id header
+/// (<see cref="HttpClientTransactionExtensions.SendInTransactionAsync"/>), then commit or roll back.
+/// Participant services use it to register their branches and to ask for decisions during recovery.
+/// </summary>
+/// <remarks>Give it an <see cref="HttpClient"/> whose <see cref="HttpClient.BaseAddress"/> is the coordinator.</remarks>
+public sealed class TwoPCClient(HttpClient http)
+{
+    /// <summary>The <see cref="HttpClient"/> talking to the coordinator.</summary>
+    public HttpClient Http { get; } = http ?? throw new ArgumentNullException(nameof(http));
+
+    /// <summary>Begins a global transaction; dispose the result to roll it back unless it was committed.</summary>
+    /// <param name="timeout">How long until the coordinator rolls it back; its default when omitted.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="TwoPCApiException">The coordinator refused (for example 503 while it recovers).</exception>
+    public async Task<RemoteTransaction> BeginAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var request = new BeginTransactionRequest(timeout?.TotalSeconds);
+        using var response = await Http.PostAsJsonAsync("transactions", request, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        var begun = await ReadAsync<BeginTransactionResponse>(response, cancellationToken).ConfigureAwait(false);
+        return new RemoteTransaction(this, begun.Id, begun.Deadline);
+    }
+
+    /// <summary>What the coordinator knows of transaction <paramref name="id"/> (<c>Unknown</c>: no record, so not committed).</summary>
+    public async Task<TransactionStatusDto> GetStatusAsync(string id, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.GetAsync(TransactionPath(id), cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<TransactionStatusDto>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Commits transaction <paramref name="id"/> (two-phase when it has more than one branch); idempotent.</summary>
+    /// <returns>The outcome: <c>Committed</c>, <c>RolledBack</c> (a branch voted No or the deadline passed) or a heuristic one.</returns>
+    public Task<OutcomeDto> CommitAsync(string id, CancellationToken cancellationToken = default) => FinishAsync(id, "commit", cancellationToken);
+
+    /// <summary>Rolls back transaction <paramref name="id"/>; idempotent.</summary>
+    public Task<OutcomeDto> RollbackAsync(string id, CancellationToken cancellationToken = default) => FinishAsync(id, "rollback", cancellationToken);
+
+    /// <summary>
+    /// Enlists a remote branch: the coordinator will call <paramref name="callbackUrl"/><c>/prepare</c>,
+    /// <c>/commit</c> and <c>/rollback</c>. Answers the XID to prepare under.
+    /// </summary>
+    /// <exception cref="TwoPCApiException">404 unknown transaction, 409 no longer active.</exception>
+    public async Task<RegisterBranchResponse> RegisterBranchAsync(string id, string resourceManager, Uri callbackUrl, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(callbackUrl);
+        var body = new RegisterBranchRequest(resourceManager, callbackUrl.AbsoluteUri);
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/branches", body, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<RegisterBranchResponse>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stages a message that the coordinator publishes to RabbitMQ (with publisher confirms) if and only if
+    /// transaction <paramref name="id"/> commits. Needs a coordinator configured with <c>Coordinator:RabbitMq:Uri</c>.
+    /// </summary>
+    /// <exception cref="TwoPCApiException">400 invalid message, 404 unknown transaction or messaging not configured, 409 no longer active.</exception>
+    public async Task<PublishMessageResponse> PublishAsync<T>(string id, string exchange, string routingKey, T body, string? type = null, IReadOnlyDictionary<string, string>? headers = null, CancellationToken cancellationToken = default)
+    {
+        var request = new PublishMessageRequest(exchange, routingKey, JsonSerializer.SerializeToElement(body, TwoPCJson.Options), type, headers);
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/messages", request, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<PublishMessageResponse>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The coordinator's node id and epoch.</summary>
+    public async Task<CoordinatorInfoDto> GetInfoAsync(CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.GetAsync("info", cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<CoordinatorInfoDto>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<OutcomeDto> FinishAsync(string id, string action, CancellationToken cancellationToken)
+    {
+        using var response = await Http.PostAsync(TransactionPath(id) + "/" + action, null, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<OutcomeDto>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string TransactionPath(string id)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        return "transactions/" + Uri.EscapeDataString(id);
+    }
+
+    internal static async Task<T> ReadAsync<T>(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        await TwoPCApiException.ThrowIfFailedAsync(response, cancellationToken).ConfigureAwait(false);
+        return await response.Content.ReadFromJsonAsync<T>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
+            ?? throw new TwoPCApiException(response.StatusCode, "Empty answer", $"The coordinator answered {(int)response.StatusCode} without a body.");
+    }
+}
+
+/// <summary>
+/// A global transaction begun through <see cref="TwoPCClient.BeginAsync"/>. Disposing it without
+/// <see cref="CommitAsync"/> rolls it back (best effort: the coordinator's deadline rolls it back anyway).
+/// </summary>
+public sealed class RemoteTransaction : IAsyncDisposable
+{
+    private readonly TwoPCClient _client;
+    private int _finished;
+
+    internal RemoteTransaction(TwoPCClient client, string id, DateTimeOffset deadline)
+    {
+        _client = client;
+        Id = id;
+        Deadline = deadline;
+    }
+
+    /// <summary>The global transaction id; send it to branch services in <see cref="TwoPCHeaders.TransactionId"/>.</summary>
+    public string Id { get; }
+
+    /// <summary>When the coordinator rolls it back if it has not committed.</summary>
+    public DateTimeOffset Deadline { get; }
+
+    /// <summary>Stages a message published if and only if this transaction commits (see <see cref="TwoPCClient.PublishAsync"/>).</summary>
+    public Task<PublishMessageResponse> PublishAsync<T>(string exchange, string routingKey, T body, string? type = null, IReadOnlyDictionary<string, string>? headers = null, CancellationToken cancellationToken = default) =>
+        _client.PublishAsync(Id, exchange, routingKey, body, type, headers, cancellationToken);
+
+    /// <summary>Commits (see <see cref="TwoPCClient.CommitAsync"/>).</summary>
+    public Task<OutcomeDto> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        Interlocked.Exchange(ref _finished, 1);
+        return _client.CommitAsync(Id, cancellationToken);
+    }
+
+    /// <summary>Rolls back (see <see cref="TwoPCClient.RollbackAsync"/>).</summary>
+    public Task<OutcomeDto> RollbackAsync(CancellationToken cancellationToken = default)
+    {
+        Interlocked.Exchange(ref _finished, 1);
+        return _client.RollbackAsync(Id, cancellationToken);
+    }
+
+    /// <summary>Rolls back unless <see cref="CommitAsync"/> or <see cref="RollbackAsync"/> was called.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _finished, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await _client.RollbackAsync(Id).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TwoPCApiException or TaskCanceledException)
+        {
+            // The coordinator rolls the transaction back at its deadline.
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Id;
+}
+
+/// <summary>Calls branch services inside a global transaction.</summary>
+public static class HttpClientTransactionExtensions
+{
+    /// <summary>Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>.</summary>
+    public static Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, RemoteTransaction transaction, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(transaction);
+        request.Headers.Remove(TwoPCHeaders.TransactionId);
+        request.Headers.Add(TwoPCHeaders.TransactionId, transaction.Id);
+        return http.SendAsync(request, cancellationToken);
+    }
+
+    /// <summary>POSTs <paramref name="body"/> as JSON to a branch service inside <paramref name="transaction"/>.</summary>
+    public static async Task<HttpResponseMessage> PostInTransactionAsync<T>(this HttpClient http, string requestUri, T body, RemoteTransaction transaction, CancellationToken cancellationToken = default)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, requestUri) { Content = JsonContent.Create(body, options: TwoPCJson.Options) };
+        return await http.SendInTransactionAsync(request, transaction, cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,257 @@
+using Microsoft.Extensions.Logging;
+using TwoPC.Diagnostics;
+using TwoPC.Participants;
+using TwoPC.Protocol;
+using TwoPC.Transactions;
+
+namespace TwoPC.Recovery;
+
+/// <summary>Which way an operator forces an in-doubt branch.</summary>
+public enum ForcedAction
+{
+    /// <summary>Commit the branch.</summary>
+    Commit,
+
+    /// <summary>Roll the branch back.</summary>
+    Rollback,
+}
+
+/// <summary>What became of an operator's forced action.</summary>
+public enum ForcedBranchStatus
+{
+    /// <summary>The resource manager answered (or the coordinator's own record already showed the branch resolved): see <see cref="ForcedBranchResult.Outcome"/>.</summary>
+    Completed,
+
+    /// <summary>The safety rules refused the action; nothing was changed (see <see cref="ForcedBranchResult.Message"/>).</summary>
+    Refused,
+
+    /// <summary>No resource manager of that name is registered and the resolver supplied none; nothing was changed.</summary>
+    UnknownResourceManager,
+
+    /// <summary>The resource manager did not answer (after a few attempts): the branch's state is unknown.</summary>
+    Failed,
+}
+
+/// <summary>The result of <see cref="TransactionCoordinator.ForceCommitBranchAsync"/> or <see cref="TransactionCoordinator.ForceRollbackBranchAsync"/>.</summary>
+/// <param name="Action">What the operator asked for.</param>
+/// <param name="ResourceManager">The resource manager named.</param>
+/// <param name="Xid">The branch.</param>
+/// <param name="Status">Done, refused, unknown resource manager, or failed.</param>
+/// <param name="Outcome">What the resource reports became of the branch (when <see cref="ForcedBranchStatus.Completed"/>).</param>
+/// <param name="Message">One line for the operator: what happened, or why not.</param>
+public sealed record ForcedBranchResult(ForcedAction Action, string ResourceManager, Xid Xid, ForcedBranchStatus Status, BranchOutcome? Outcome, string Message)
+{
+    /// <summary><see langword="true"/> when the branch ended as asked (committed for a commit, rolled back for a rollback).</summary>
+    public bool Succeeded => Status == ForcedBranchStatus.Completed && Outcome == (Action == ForcedAction.Commit ? BranchOutcome.Committed : BranchOutcome.RolledBack);
+}
+
+/// <summary>
+/// An operator resolves one in-doubt branch by hand (for example a branch whose coordinator node is gone
+/// for good). The safety rules keep a forced action from contradicting what this coordinator decided.
+/// </summary>
+/// <remarks>
+/// For a branch of a transaction of this node:
+/// <list type="bullet">
+/// <item>Active, preparing, or in doubt after a log failure: both refused (the coordinator is still deciding,
+/// or only a restart can tell what it decided).</item>
+/// <item>Committing or committed (a commit decision on record): rollback refused; commit allowed (it agrees),
+/// with the decision's recovery data.</item>
+/// <item>Rolling back or rolled back: commit refused; rollback allowed.</item>
+/// <item>Heuristic: <c>HeuristicCommit</c> follows a rollback decision, so commit is refused; every other kind may
+/// follow a commit decision, so rollback is refused.</item>
+/// <item>No record: rollback allowed (presumed abort says it did not commit); commit only with the explicit
+/// override, because it contradicts presumed abort. An id this coordinator has not handed out yet is refused.</item>
+/// </list>
+/// A branch of another node (or not a TwoPC XID) is not this coordinator's to judge: both actions are allowed and
+/// the operator answers for them. Forced actions never run during a recovery pass, are logged and counted.
+/// </remarks>
+internal sealed class ForcedResolution(
+    NodeId node,
+    Func<ulong> epoch,
+    Func<ulong> lastSequence,
+    Func<GlobalTransactionId, TransactionStatus> status,
+    Func<string, IResourceManager?> findResourceManager,
+    TransactionTable table,
+    BranchCalls calls,
+    RecoveryManager recovery,
+    CoordinatorMetrics metrics,
+    ILogger logger,
+    CancellationToken stopping)
+{
+    /// <summary>
+    /// <paramref name="cancellationToken"/> cancels only the wait for a running recovery pass (nothing was done yet);
+    /// once the resource manager is called, the call runs to its end (a few attempts, each bounded by the branch call
+    /// timeout) unless the coordinator stops, so an abandoned request never leaves a half-made call behind.
+    /// </summary>
+    public Task<ForcedBranchResult> ForceAsync(ForcedAction action, string resourceManager, Xid xid, bool overridePresumedAbort, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(resourceManager);
+        ArgumentNullException.ThrowIfNull(xid);
+        return recovery.ExclusiveAsync(() => ForceCoreAsync(action, resourceManager, xid, overridePresumedAbort, stopping), cancellationToken);
+    }
+
+    private async Task<ForcedBranchResult> ForceCoreAsync(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, CancellationToken cancellationToken)
+    {
+        var rm = IsValidName(name) ? findResourceManager(name) : null;
+        if (rm is null)
+        {
+            var shown = TransactionIdFormatException.Sanitize(name);
+            return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.UnknownResourceManager, null,
+                $"No resource manager {shown} is registered with the coordinator (and the resolver supplied none)."), null);
+        }
+
+        var refusal = Check(action, name, xid, overridePresumedAbort, out var recoveryData, out var known);
+        if (refusal is not null)
+        {
+            return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Refused, null, refusal), null);
+        }
+
+        if (known is { } recorded)
+        {
+            return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Completed, recorded,
+                $"The coordinator's record shows branch {xid} already {Words(recorded)}; the resource manager was not called."), null);
+        }
+
+        BranchOutcome outcome;
+        try
+        {
+            outcome = await calls.ForceAsync(rm, action == ForcedAction.Commit, xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Failed, null,
+                $"Resource manager '{name}' did not {Verb(action)} branch {xid}: {ex.Message}"), ex);
+        }
+
+        if (outcome is BranchOutcome.Committed or BranchOutcome.RolledBack)
+        {
+            recovery.Resolved(name, xid);
+        }
+
+        var expected = action == ForcedAction.Commit ? BranchOutcome.Committed : BranchOutcome.RolledBack;
+        var message = outcome == expected
+            ? $"Branch {xid} in '{name}' {Words(outcome)} by the operator."
+            : $"Asked to {Verb(action)} branch {xid}, resource manager '{name}' reports it {Words(outcome)}.";
+        return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Completed, outcome, message), null);
+    }
+
+    /// <summary>Applies the safety rules; returns why the action is refused, or <see langword="null"/> when it may go ahead.</summary>
+    private string? Check(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, out ReadOnlyMemory<byte> recoveryData, out BranchOutcome? known)
+    {
+        recoveryData = ReadOnlyMemory<byte>.Empty;
+        known = null;
+        var commit = action == ForcedAction.Commit;
+        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != node)
+        {
+            return null; // Another node's branch (or not TwoPC's): the operator answers for it.
+        }
+
+        if (id.Epoch > epoch() || (id.Epoch == epoch() && id.Sequence > lastSequence()))
+        {
+            return $"Transaction {id} has not been begun by this coordinator yet.";
+        }
+
+        if (table.TryGetPhaseTwo(id, out var progress))
+        {
+            if (!commit)
+            {
+                return $"Transaction {id} has a commit decision{(progress.Logged ? " on record" : string.Empty)} and phase 2 is committing its branches; a forced rollback would break atomicity (force a commit instead).";
+            }
+
+            var index = progress.IndexOf(name, xid);
+            if (index >= 0)
+            {
+                recoveryData = progress.Branches[index].RecoveryData;
+                known = progress.IsAcknowledged(index) ? BranchOutcome.Committed : null;
+            }
+
+            return null;
+        }
+
+        var current = status(id);
+        switch (current.State)
+        {
+            case TransactionState.Active or TransactionState.Preparing:
+                return $"Transaction {id} is {current.State} in this coordinator; let it finish, or roll the transaction back.";
+            case TransactionState.InDoubt:
+                return $"The log failed while forcing the decision of transaction {id}, which may or may not be durable; restart the coordinator so recovery reads the log.";
+            case TransactionState.Committing or TransactionState.Committed:
+                if (!commit)
+                {
+                    return $"Transaction {id} has a commit decision on record ({current.State}); a forced rollback would break atomicity.";
+                }
+
+                known = RecordedOutcome(current, name, xid) is BranchOutcome.Committed ? BranchOutcome.Committed : null;
+                return null;
+            case TransactionState.RollingBack or TransactionState.RolledBack:
+                if (commit)
+                {
+                    return $"Transaction {id} is known rolled back ({current.State}); a forced commit would break atomicity.";
+                }
+
+                known = RecordedOutcome(current, name, xid) is BranchOutcome.RolledBack ? BranchOutcome.RolledBack : null;
+                return null;
+            case TransactionState.Heuristic:
+                var kind = current.Outcome?.Kind;
+                if (kind == OutcomeKind.HeuristicCommit)
+                {
+                    return commit ? $"Transaction {id} was decided rolled back (its outcome is {kind}); a forced commit would contradict the decision." : null;
+                }
+
+                return commit ? null : $"Transaction {id} ended {kind} after a commit decision may have been taken; a forced rollback would contradict it.";
+            default:
+                return commit && !overridePresumedAbort
+                    ? $"The coordinator has no record of transaction {id}: under presumed abort it did not commit. Pass the override flag to commit the branch anyway (only when you know every other branch committed)."
+                    : null;
+        }
+    }
+
+    private static BranchOutcome? RecordedOutcome(TransactionStatus status, string name, Xid xid) =>
+        status.Outcome?.Branches.FirstOrDefault(b => b.Xid == xid && string.Equals(b.ResourceManager, name, StringComparison.Ordinal))?.Outcome;
+
+    private ForcedBranchResult Report(ForcedBranchResult result, Exception? error)
+    {
+        var action = result.Action == ForcedAction.Commit ? "commit" : "rollback";
+        string outcome;
+        switch (result.Status)
+        {
+            case ForcedBranchStatus.Completed:
+                outcome = result.Outcome switch
+                {
+                    BranchOutcome.Committed => "committed",
+                    BranchOutcome.RolledBack => "rolled_back",
+                    BranchOutcome.Mixed => "mixed",
+                    _ => "unknown",
+                };
+                logger.BranchForced(action, result.Xid, result.ResourceManager, result.Outcome ?? BranchOutcome.Unknown, result.Message);
+                break;
+            case ForcedBranchStatus.Failed:
+                outcome = "failed";
+                logger.BranchForceFailed(error, action, result.Xid, TransactionIdFormatException.Sanitize(result.ResourceManager));
+                break;
+            case ForcedBranchStatus.UnknownResourceManager:
+                outcome = "unknown_resource_manager";
+                logger.BranchForceRefused(action, result.Xid, TransactionIdFormatException.Sanitize(result.ResourceManager), result.Message);
+                break;
+            default:
+                outcome = "refused";
+                logger.BranchForceRefused(action, result.Xid, TransactionIdFormatException.Sanitize(result.ResourceManager), result.Message);
+                break;
+        }
+
+        metrics.BranchesForced.Add(1, new KeyValuePair<string, object?>("action", action), new KeyValuePair<string, object?>("outcome", outcome));
+        return result;
+    }
+
+    internal static bool IsValidName(string? name) => !string.IsNullOrEmpty(name) && name.Length <= 64 && !name.Any(char.IsControl);
+
+    private static string Verb(ForcedAction action) => action == ForcedAction.Commit ? "commit" : "roll back";
+
+    private static string Words(BranchOutcome outcome) => outcome switch
+    {
+        BranchOutcome.Committed => "committed",
+        BranchOutcome.RolledBack => "rolled back",
+        BranchOutcome.Mixed => "partly committed and partly rolled back (mixed)",
+        _ => "in an unknown state",
+    };
+}
