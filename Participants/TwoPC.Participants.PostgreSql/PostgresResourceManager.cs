@@ -97,31 +97,52 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     public ValueTask<PostgresBranch> EnlistAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        return transaction.EnlistAsync(async (xid, ct) =>
-        {
-            // Validate before any work: a branch whose gid could not be prepared must not exist.
-            _ = PostgresGid.Literal(xid);
-            var connection = await DataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
-            try
-            {
-                var tx = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-                if (Options.BoundLockWaitsByDeadline)
-                {
-                    // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
-                    // little longer so the two timers never fire together.
-                    var ms = Math.Max(1, (long)Math.Ceiling(transaction.RemainingTime.TotalMilliseconds));
-                    await using var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
-                    await bound.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-                }
+        return transaction.EnlistAsync((xid, ct) => BeginBranchAsync(xid, transaction.Deadline, ct), cancellationToken);
+    }
 
-                return new PostgresBranch(this, xid, connection, tx, _logger, transaction.Deadline, TimeProvider.System);
-            }
-            catch
+    /// <summary>
+    /// Begins a branch under an XID a coordinator in another process assigned (a remote participant: the
+    /// coordinator, not this process, decides). Lock waits are bounded by <paramref name="deadline"/>; prepare
+    /// with <see cref="PostgresBranch.PrepareAsync"/> at the end of the work, and the coordinator finishes it
+    /// with <see cref="CommitAsync"/> or <see cref="RollbackAsync"/> by XID.
+    /// </summary>
+    /// <exception cref="ArgumentException">The XID cannot be a PostgreSQL gid.</exception>
+    public async ValueTask<PostgresBranch> BeginBranchAsync(Xid xid, DateTimeOffset deadline, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(xid);
+
+        // Validate before any work: a branch whose gid could not be prepared must not exist.
+        _ = PostgresGid.Literal(xid);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            if (Options.BoundLockWaitsByDeadline)
             {
-                await connection.DisposeAsync().ConfigureAwait(false);
-                throw;
+                // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
+                // little longer so the two timers never fire together.
+                var ms = Math.Max(1, (long)Math.Ceiling((deadline - TimeProvider.System.GetUtcNow()).TotalMilliseconds));
+                await using var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
+                await bound.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
-        }, cancellationToken);
+
+            return new PostgresBranch(this, xid, connection, tx, _logger, deadline, TimeProvider.System);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Whether a transaction prepared under <paramref name="xid"/> waits in <c>pg_prepared_xacts</c> of this database.</summary>
+    public async ValueTask<bool> IsPreparedAsync(Xid xid, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(xid);
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var query = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @gid AND database = current_database())", connection);
+        query.Parameters.AddWithValue("gid", xid.ToString());
+        return (bool)(await query.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     /// <inheritdoc />

@@ -16,6 +16,9 @@ switch (args.FirstOrDefault())
     case "publish":
         return await PublishBenchmark.RunAsync(args[1..]);
 
+    case "remote":
+        return await RemoteBenchmark.RunAsync(args[1..]);
+
     case "micro":
         return HotPathBenchmarks.Run(args[1..]);
 
@@ -30,6 +33,7 @@ switch (args.FirstOrDefault())
               coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs). Options: [seconds per cell]
               micro        BenchmarkDotNet micro-benchmarks of ids and WAL record encoding (results/micro.md).
               postgres     TwoPC vs raw 2PC vs two one-phase commits on two PostgreSQL databases (starts its own server). Options: [seconds per cell]
+              remote       The standalone coordinator with two remote participant services vs the embedded coordinator vs plain HTTP calls. Options: [seconds per cell]
               publish      UPDATE + one RabbitMQ message: TwoPC vs raw confirmed publishing vs Wolverine's durable outbox (starts its own servers).
                            Options: [seconds per cell (3)] [concurrencies, e.g. 1,8,32]
             """);

@@ -5,7 +5,7 @@ using System.Text;
 namespace TwoPC.Testing;
 
 /// <summary>
-/// One run of the crash host (Tests/TwoPC.CrashHost) as a separate OS process: stdout lines are
+/// One run of the crash host (Tests/TwoPC.CrashHost), or of another program of the repository, as a separate OS process: stdout lines are
 /// collected as they arrive, <see cref="Kill"/> sends SIGKILL, and every wait has a timeout that
 /// kills the host and fails with its full output instead of hanging the test run.
 /// </summary>
@@ -20,9 +20,9 @@ public sealed class CrashHostProcess : IDisposable
     private readonly TaskCompletionSource _stdoutClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Stopwatch _elapsed = Stopwatch.StartNew();
 
-    private CrashHostProcess(IReadOnlyList<string> arguments)
+    private CrashHostProcess(string dll, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
-        Arguments = string.Join(' ', arguments);
+        Arguments = Path.GetFileNameWithoutExtension(dll) + " " + string.Join(' ', arguments);
         var start = new ProcessStartInfo(DotnetHost())
         {
             RedirectStandardOutput = true,
@@ -33,13 +33,18 @@ public sealed class CrashHostProcess : IDisposable
             StandardOutputEncoding = Encoding.UTF8,
             StandardErrorEncoding = Encoding.UTF8,
         };
-        start.ArgumentList.Add(HostDll.Value);
+        start.ArgumentList.Add(dll);
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         _process = new Process { StartInfo = start, EnableRaisingEvents = true };
         _process.OutputDataReceived += (_, e) =>
         {
@@ -90,7 +95,15 @@ public sealed class CrashHostProcess : IDisposable
         }
     }
 
-    public static CrashHostProcess Start(params IReadOnlyList<string> arguments) => new(arguments);
+    public static CrashHostProcess Start(params IReadOnlyList<string> arguments) => new(HostDll.Value, arguments);
+
+    /// <summary>
+    /// Starts another program of this repository as a separate process: <paramref name="project"/> is its
+    /// directory relative to TwoPC.sln (for example <c>Coordinator/TwoPC.Coordinator.Server</c>), built in the
+    /// test assembly's configuration (reference it with <c>ReferenceOutputAssembly="false"</c> to have it built).
+    /// </summary>
+    public static CrashHostProcess StartProgram(string project, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null) =>
+        new(LocateDll(project), arguments, environment);
 
     /// <summary>
     /// Waits for the first stdout line that starts with one of <paramref name="prefixes"/>; returns
@@ -121,7 +134,7 @@ public sealed class CrashHostProcess : IDisposable
             if (deadline.Elapsed > timeout)
             {
                 Kill();
-                throw new TimeoutException($"The crash host printed none of [{string.Join(", ", prefixes)}] within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
+                throw new TimeoutException($"The process printed none of [{string.Join(", ", prefixes)}] within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
             }
 
             await Task.Delay(10);
@@ -140,7 +153,7 @@ public sealed class CrashHostProcess : IDisposable
         catch (OperationCanceledException)
         {
             Kill();
-            throw new TimeoutException($"The crash host did not exit within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
+            throw new TimeoutException($"The process did not exit within {timeout.TotalSeconds:0.#} s; killed it.\n{Describe()}");
         }
 
         return _process.ExitCode;
@@ -164,7 +177,7 @@ public sealed class CrashHostProcess : IDisposable
 
         if (!_process.WaitForExit(TimeSpan.FromSeconds(15)))
         {
-            throw new TimeoutException($"The crash host survived SIGKILL for 15 s.\n{Describe()}");
+            throw new TimeoutException($"The process survived SIGKILL for 15 s.\n{Describe()}");
         }
 
         // Drain the pipe: the lines written before the kill are part of what the caller was told.
@@ -183,7 +196,7 @@ public sealed class CrashHostProcess : IDisposable
         }
 
         var status = _process.HasExited ? (Killed ? "killed (SIGKILL)" : $"exit code {_process.ExitCode}") : "running";
-        return $"--- crash host: {Arguments} [{status}, {_elapsed.Elapsed.TotalSeconds:0.00} s]\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}";
+        return $"--- process: {Arguments} [{status}, {_elapsed.Elapsed.TotalSeconds:0.00} s]\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}";
     }
 
     public void Dispose()
@@ -213,11 +226,13 @@ public sealed class CrashHostProcess : IDisposable
     }
 
     /// <summary>
-    /// Tests/TwoPC.CrashHost/bin/{configuration of this test assembly}/net10.0/TwoPC.CrashHost.dll, found by
-    /// walking up from the test's output directory to the directory holding TwoPC.sln. The test project
-    /// references the crash host project (without its assembly), so building the tests builds it.
+    /// {project}/bin/{configuration of this test assembly}/net10.0/{project name}.dll, found by walking up from
+    /// the test's output directory to the directory holding TwoPC.sln. The test project references the
+    /// program's project (without its assembly), so building the tests builds it.
     /// </summary>
-    private static string LocateHostDll()
+    private static string LocateHostDll() => LocateDll(Path.Combine("Tests", "TwoPC.CrashHost"));
+
+    private static string LocateDll(string project)
     {
         var configuration = typeof(CrashHostProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration is { Length: > 0 } c ? c : "Debug";
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
@@ -228,12 +243,13 @@ public sealed class CrashHostProcess : IDisposable
 
         if (directory is null)
         {
-            throw new InvalidOperationException($"TwoPC.sln not found above {AppContext.BaseDirectory}; cannot locate the crash host.");
+            throw new InvalidOperationException($"TwoPC.sln not found above {AppContext.BaseDirectory}; cannot locate {project}.");
         }
 
-        var dll = Path.Combine(directory.FullName, "Tests", "TwoPC.CrashHost", "bin", configuration, "net10.0", "TwoPC.CrashHost.dll");
+        var name = Path.GetFileName(project.TrimEnd('/', Path.DirectorySeparatorChar));
+        var dll = Path.Combine(directory.FullName, project, "bin", configuration, "net10.0", name + ".dll");
         return File.Exists(dll)
             ? dll
-            : throw new FileNotFoundException($"The crash host is not built: {dll} is missing. Build Tests/TwoPC.CrashHost (configuration {configuration}) first; building TwoPC.Core.Tests builds it.", dll);
+            : throw new FileNotFoundException($"{dll} is missing. Build {project} (configuration {configuration}) first; the test project references it so building the tests builds it.", dll);
     }
 }

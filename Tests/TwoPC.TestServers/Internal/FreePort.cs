@@ -4,7 +4,7 @@ using System.Net.Sockets;
 namespace TwoPC.TestServers.Internal;
 
 /// <summary>Free TCP ports on 127.0.0.1, chosen by the kernel.</summary>
-internal static class FreePort
+public static class FreePort
 {
     /// <summary>
     /// A port that was free on 127.0.0.1 a moment ago. Another process may take it before the server

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using TwoPC.Participants.PostgreSql;
+using TwoPC.Transactions;
+
+namespace TwoPC.Participants.Remote;
+
+/// <summary>
+/// This service's PostgreSQL branch of a global transaction run by the standalone coordinator. Do the work
+/// on <see cref="Connection"/> within <see cref="Transaction"/> (Dapper works on them), then
+/// <see cref="PrepareAsync"/>; an endpoint marked <c>AsTwoPCBranch()</c> prepares by itself when the handler
+/// answers 2xx, and rolls back otherwise. The coordinator commits or rolls back later through the callbacks.
+/// </summary>
+public sealed class RemoteBranch : IAsyncDisposable
+{
+    private readonly RemoteParticipant _participant;
+    private readonly PostgresBranch? _pg;
+    private readonly Lock _lock = new();
+    private BranchState _state = BranchState.Working;
+    private Vote? _vote;
+    private int _disposed;
+
+    internal RemoteBranch(RemoteParticipant participant, string transactionId, Xid xid, DateTimeOffset deadline, PostgresBranch? branch, Activity? activity)
+    {
+        _participant = participant;
+        _pg = branch;
+        TransactionId = transactionId;
+        Xid = xid;
+        Deadline = deadline;
+        Activity = activity;
+    }
+
+    internal enum BranchState
+    {
+        Working,
+        Preparing,
+        Voted,
+        Finished,
+    }
+
+    /// <summary>The global transaction id.</summary>
+    public string TransactionId { get; }
+
+    /// <summary>The XID the coordinator assigned; the prepared transaction's gid.</summary>
+    public Xid Xid { get; }
+
+    /// <summary>The transaction's deadline; lock waits end there.</summary>
+    public DateTimeOffset Deadline { get; }
+
+    /// <summary>The branch's open connection (until it is prepared or rolled back).</summary>
+    public NpgsqlConnection Connection => Pg.Connection;
+
+    /// <summary>The branch's PostgreSQL transaction on <see cref="Connection"/>.</summary>
+    public NpgsqlTransaction Transaction => Pg.Transaction;
+
+    // A request refused at join gets a branch without PostgreSQL work; its handler never runs.
+    private PostgresBranch Pg => _pg ?? throw new InvalidOperationException("This request did not join a transaction.");
+
+    /// <summary>The vote, once prepared.</summary>
+    public Vote? Vote => _vote;
+
+    internal Activity? Activity { get; }
+
+    internal BranchState State
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _state;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Ends the work: <c>PREPARE TRANSACTION</c> under <see cref="Xid"/> (a branch that wrote nothing votes
+    /// read-only and is finished). A No vote means PostgreSQL refused and nothing stays prepared.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The coordinator already rolled the branch back.</exception>
+    public async ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_state != BranchState.Working)
+            {
+                return _vote ?? throw new InvalidOperationException($"Branch {Xid} was rolled back by the coordinator (its deadline passed?) before it prepared.");
+            }
+
+            _state = BranchState.Preparing;
+        }
+
+        Vote vote;
+        try
+        {
+            vote = await Pg.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // PREPARE may or may not have happened: the coordinator's prepare call finds out from pg_prepared_xacts.
+            _participant.Logger.PrepareUnknown(ex, Xid);
+            lock (_lock)
+            {
+                _state = BranchState.Finished;
+            }
+
+            _participant.Forget(this);
+            throw;
+        }
+
+        lock (_lock)
+        {
+            _vote = vote;
+            _state = BranchState.Voted;
+        }
+
+        _participant.Logger.Voted(Xid, vote.Kind);
+        _participant.Metrics.Voted(vote.Kind);
+        Activity?.SetTag("twopc.vote", vote.Kind.ToString());
+        return vote;
+    }
+
+    /// <summary>Rolls the work back if it was never prepared, and returns the connection to the pool.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        bool abandon;
+        lock (_lock)
+        {
+            abandon = _state == BranchState.Working;
+            if (abandon)
+            {
+                _vote = Participants.Vote.No("the branch's request ended without preparing");
+                _state = BranchState.Voted;
+            }
+        }
+
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        if (_pg is not null)
+        {
+            await _pg.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (abandon)
+        {
+            _participant.Metrics.Voted(VoteKind.No);
+        }
+
+        Activity?.Dispose();
+    }
+
+    /// <summary>The coordinator's prepare callback: the vote, or <see langword="null"/> while the request is still working.</summary>
+    internal Vote? VoteForCoordinator()
+    {
+        lock (_lock)
+        {
+            return _state is BranchState.Voted or BranchState.Finished ? _vote ?? Participants.Vote.No("the branch failed") : null;
+        }
+    }
+
+    /// <summary>
+    /// The coordinator rolls back. A branch still working is ended now (its session is terminated if busy, so
+    /// the handler's next statement and its prepare fail) and answers its outcome; no outcome means "roll back the
+    /// prepared transaction by XID" when it already voted, and <c>InProgress</c> "ask again" while PREPARE runs.
+    /// </summary>
+    internal async ValueTask<(bool InProgress, BranchOutcome? Outcome)> RollbackForCoordinatorAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (_state == BranchState.Preparing)
+            {
+                return (true, null);
+            }
+
+            var wasWorking = _state == BranchState.Working;
+            _state = BranchState.Finished;
+            _vote ??= Participants.Vote.No("rolled back by the coordinator");
+            if (!wasWorking)
+            {
+                return (false, null);
+            }
+        }
+
+        return (false, await Pg.RollbackAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Whether the request may still be working (recovery must not touch the branch).</summary>
+    internal bool IsInFlight
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _state is BranchState.Working or BranchState.Preparing;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Binds the request's branch as a handler parameter of an endpoint marked <c>AsTwoPCBranch()</c>: joins the
+    /// transaction named by the <c>TwoPC-Transaction-Id</c> header (a refusal is answered by the endpoint's
+    /// filter before the handler runs). The branch is disposed, rolling back unprepared work, when the request ends.
+    /// </summary>
+    public static async ValueTask<RemoteBranch?> BindAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.GetEndpoint()?.Metadata.GetMetadata<TwoPCBranchEndpoint>() is null)
+        {
+            throw new InvalidOperationException("A RemoteBranch parameter needs the endpoint marked with .AsTwoPCBranch() (it prepares the branch when the handler succeeds).");
+        }
+
+        var participant = context.RequestServices.GetRequiredService<RemoteParticipant>();
+        try
+        {
+            var branch = await participant.JoinAsync(context, context.RequestAborted).ConfigureAwait(false);
+            context.Response.RegisterForDisposeAsync(branch);
+            context.Items[RemoteParticipantEndpoints.BranchKey] = branch;
+            return branch;
+        }
+        catch (RemoteParticipantException ex)
+        {
+            context.Items[RemoteParticipantEndpoints.RefusalKey] = ex;
+            return new RemoteBranch(participant, string.Empty, Refused, DateTimeOffset.MinValue, null, null);
+        }
+    }
+
+    private static readonly Xid Refused = Xid.Create(0, "refused", "0");
+}
+
+/// <summary>Endpoint metadata added by <c>AsTwoPCBranch()</c>.</summary>
+internal sealed class TwoPCBranchEndpoint;

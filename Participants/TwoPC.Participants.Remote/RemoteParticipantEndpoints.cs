@@ -1,0 +1,101 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using TwoPC.Client;
+using TwoPC.Participants;
+using TwoPC.Transactions;
+
+namespace TwoPC.Participants.Remote;
+
+/// <summary>Maps the coordinator's callbacks and turns request handlers into branches.</summary>
+public static class RemoteParticipantEndpoints
+{
+    internal const string BranchKey = "TwoPC.RemoteBranch";
+    internal const string RefusalKey = "TwoPC.RemoteBranch.Refusal";
+
+    /// <summary>
+    /// Maps <c>{prefix}/prepare</c>, <c>{prefix}/commit</c> and <c>{prefix}/rollback</c>, the callbacks the
+    /// coordinator POSTs <c>{ "xid": "..." }</c> to (see the coordinator's README for the contract). The
+    /// options' <c>CallbackUrl</c> must point here. Put them behind your service-to-service authentication.
+    /// </summary>
+    public static RouteGroupBuilder MapTwoPCParticipant(this IEndpointRouteBuilder endpoints, string prefix = "/twopc")
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var group = endpoints.MapGroup(prefix).WithTags("TwoPC participant");
+        group.MapPost("/prepare", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
+            WithXidAsync(request, xid => participant.OnPrepareAsync(xid, ct)));
+        group.MapPost("/commit", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
+            WithXidAsync(request, xid => participant.OnCommitAsync(xid, ct)));
+        group.MapPost("/rollback", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
+            WithXidAsync(request, xid => participant.OnRollbackAsync(xid, ct)));
+        return group;
+    }
+
+    /// <summary>
+    /// Makes the endpoint a branch of the global transaction named by its <see cref="TwoPCHeaders.TransactionId"/>
+    /// header: the handler's <see cref="RemoteBranch"/> parameter joins it before the handler runs;
+    /// when the handler answers 2xx the branch is prepared (a No vote turns the answer into 409), otherwise it
+    /// is rolled back. A request that cannot join gets 400/404/409/503 problem details and the handler never runs.
+    /// </summary>
+    public static TBuilder AsTwoPCBranch<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.WithMetadata(new TwoPCBranchEndpoint());
+        builder.AddEndpointFilter(async (context, next) =>
+        {
+            // Binding the RemoteBranch parameter joined the transaction (parameters bind before filters run).
+            var http = context.HttpContext;
+            if (http.Items.TryGetValue(RefusalKey, out var refusal))
+            {
+                return ((RemoteParticipantException)refusal!).ToProblem();
+            }
+
+            if (!http.Items.TryGetValue(BranchKey, out var bound) || bound is not RemoteBranch branch)
+            {
+                throw new InvalidOperationException("An endpoint marked .AsTwoPCBranch() needs a RemoteBranch parameter.");
+            }
+
+            var participant = http.RequestServices.GetRequiredService<RemoteParticipant>();
+            await using (branch.ConfigureAwait(false))
+            {
+                var result = await next(context).ConfigureAwait(false);
+                var status = result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK;
+                if (status is < 200 or > 299)
+                {
+                    participant.Logger.WorkFailed(branch.Xid, status);
+                    return result; // disposing the branch rolls it back and it votes No
+                }
+
+                // Not bound to the request's token: once the work is done, a caller gone away must not leave the
+                // prepare half-done. A branch the coordinator already rolled back (its deadline passed) has voted No.
+                var vote = branch.Vote ?? await branch.PrepareAsync(CancellationToken.None).ConfigureAwait(false);
+                return vote.Kind == VoteKind.No
+                    ? Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Branch could not prepare", detail: vote.Reason)
+                    : result;
+            }
+        });
+        return builder;
+    }
+
+    private static async Task<IResult> WithXidAsync(HttpRequest request, Func<Xid, Task<IResult>> action)
+    {
+        XidBody? body;
+        try
+        {
+            body = request.HasJsonContentType() ? await request.ReadFromJsonAsync<XidBody>(TwoPCJson.Options, request.HttpContext.RequestAborted).ConfigureAwait(false) : null;
+        }
+        catch (JsonException)
+        {
+            body = null;
+        }
+
+        return Xid.TryParse(body?.Xid, out var xid)
+            ? await action(xid).ConfigureAwait(false)
+            : Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: $"Send {{ \"xid\": \"...\" }} with a TwoPC XID; got {TransactionIdFormatException.Sanitize(body?.Xid ?? string.Empty)}.");
+    }
+
+    private sealed record XidBody(string? Xid);
+}

@@ -1,0 +1,41 @@
+using Microsoft.Extensions.Logging;
+using TwoPC.Transactions;
+
+namespace TwoPC.Participants.Remote;
+
+/// <summary>Remote participant logs (event ids 7000-7099).</summary>
+internal static partial class RemoteParticipantLog
+{
+    [LoggerMessage(EventId = 7000, Level = LogLevel.Information, Message = "Remote participant '{Name}' ready: coordinator {CoordinatorUrl}, callbacks at {CallbackUrl}")]
+    public static partial void Ready(this ILogger logger, string name, Uri coordinatorUrl, Uri callbackUrl);
+
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Debug, Message = "Joined transaction {TransactionId} as branch {Xid}")]
+    public static partial void Joined(this ILogger logger, string transactionId, Xid xid);
+
+    [LoggerMessage(EventId = 7002, Level = LogLevel.Warning, Message = "Could not join transaction {TransactionId}: {Reason}")]
+    public static partial void JoinRefused(this ILogger logger, string transactionId, string reason);
+
+    [LoggerMessage(EventId = 7003, Level = LogLevel.Debug, Message = "Branch {Xid} voted {Vote} at the end of its request")]
+    public static partial void Voted(this ILogger logger, Xid xid, Participants.VoteKind vote);
+
+    [LoggerMessage(EventId = 7004, Level = LogLevel.Information, Message = "Branch {Xid} rolled back: its request ended with status {StatusCode} or an exception")]
+    public static partial void WorkFailed(this ILogger logger, Xid xid, int statusCode);
+
+    [LoggerMessage(EventId = 7005, Level = LogLevel.Debug, Message = "Coordinator asked {Action} of {Xid}: {Answer}")]
+    public static partial void Callback(this ILogger logger, string action, Xid xid, string answer);
+
+    [LoggerMessage(EventId = 7006, Level = LogLevel.Warning, Message = "Branch {Xid}: the prepare outcome is unknown (the connection was lost during PREPARE); the coordinator resolves it by XID")]
+    public static partial void PrepareUnknown(this ILogger logger, Exception exception, Xid xid);
+
+    [LoggerMessage(EventId = 7010, Level = LogLevel.Information, Message = "Recovery of '{Name}': branch {Xid} is {State} at the coordinator; {Action}")]
+    public static partial void Recovered(this ILogger logger, string name, Xid xid, string state, string action);
+
+    [LoggerMessage(EventId = 7011, Level = LogLevel.Warning, Message = "Recovery pass of '{Name}' failed; retried in the next pass")]
+    public static partial void RecoveryFailed(this ILogger logger, Exception exception, string name);
+
+    [LoggerMessage(EventId = 7012, Level = LogLevel.Warning, Message = "Recovery of '{Name}': could not resolve branch {Xid}; retried in the next pass")]
+    public static partial void RecoveryBranchFailed(this ILogger logger, Exception exception, string name, Xid xid);
+
+    [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovery of '{Name}': branch {Xid} has a heuristic outcome at the coordinator; left for an operator")]
+    public static partial void RecoveryHeuristic(this ILogger logger, string name, Xid xid);
+}

@@ -1,0 +1,34 @@
+using System.Diagnostics.Metrics;
+using TwoPC.Diagnostics;
+
+namespace TwoPC.Participants.Remote;
+
+/// <summary>Instruments of a remote participant (meter <c>TwoPC</c>).</summary>
+internal sealed class RemoteParticipantMetrics : IDisposable
+{
+    private readonly Meter _meter;
+    private readonly Counter<long> _votes;
+    private readonly Counter<long> _callbacks;
+    private readonly Counter<long> _recovered;
+    private readonly string _name;
+
+    public RemoteParticipantMetrics(string name, IMeterFactory? meterFactory)
+    {
+        _name = name;
+        _meter = meterFactory?.Create(new MeterOptions(TwoPCTelemetry.MeterName)) ?? new Meter(TwoPCTelemetry.MeterName);
+        _votes = _meter.CreateCounter<long>("twopc.remote.votes", "{branch}", "Remote branches that ended their work, by vote.");
+        _callbacks = _meter.CreateCounter<long>("twopc.remote.callbacks", "{call}", "Coordinator callbacks served, by action and answer.");
+        _recovered = _meter.CreateCounter<long>("twopc.remote.recovered", "{branch}", "Prepared branches resolved by participant-side recovery, by action.");
+    }
+
+    public void Voted(Participants.VoteKind vote) =>
+        _votes.Add(1, new KeyValuePair<string, object?>("twopc.resource_manager", _name), new KeyValuePair<string, object?>("twopc.vote", vote.ToString()));
+
+    public void Callback(string action, string answer) =>
+        _callbacks.Add(1, new KeyValuePair<string, object?>("twopc.resource_manager", _name), new KeyValuePair<string, object?>("twopc.action", action), new KeyValuePair<string, object?>("twopc.answer", answer));
+
+    public void Recovered(string action) =>
+        _recovered.Add(1, new KeyValuePair<string, object?>("twopc.resource_manager", _name), new KeyValuePair<string, object?>("twopc.action", action));
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,172 @@
+using System.Net;
+using TwoPC.Client;
+
+namespace TwoPC.Remote.Tests;
+
+/// <summary>
+/// The coordinator and two participant services (ledgers "alpha" and "beta", each with its own database) as
+/// three separate processes on loopback; crashes are SIGKILLs of a real process at a named step.
+/// </summary>
+[Collection(RemoteCollection.Name)]
+public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
+{
+    private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-remote-log-");
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
+    private CoordinatorProcess _coordinator = null!;
+    private LedgerProcess _alpha = null!;
+    private LedgerProcess _beta = null!;
+    private TwoPCClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        _coordinator = new CoordinatorProcess(_log.FullName);
+        await _coordinator.StartAsync();
+        _client = new TwoPCClient(new HttpClient { BaseAddress = _coordinator.Url, Timeout = TimeSpan.FromSeconds(60) });
+        _alpha = new LedgerProcess("alpha", await fixture.Server.CreateDatabaseAsync(), _coordinator.Url);
+        _beta = new LedgerProcess("beta", await fixture.Server.CreateDatabaseAsync(), _coordinator.Url);
+        await Task.WhenAll(_alpha.StartAsync(), _beta.StartAsync());
+    }
+
+    public Task DisposeAsync()
+    {
+        _alpha.Dispose();
+        _beta.Dispose();
+        _coordinator.Dispose();
+        _client.Http.Dispose();
+        _http.Dispose();
+        _log.Delete(recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Both_services_commit_together()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-1", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-1", -10, HttpStatusCode.OK);
+
+        var outcome = await tx.CommitAsync();
+
+        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(1, await _alpha.CountAsync("a-1"));
+        Assert.Equal(1, await _beta.CountAsync("b-1"));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Equal(0, await _beta.PreparedAsync());
+    }
+
+    [Fact]
+    public async Task A_No_vote_rolls_back_the_other_service()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-2", 10, HttpStatusCode.OK);
+
+        // beta writes, then its handler fails: the branch rolls back and votes No when the coordinator asks.
+        await PostEntryAsync(_beta, tx, "b-2", -10, HttpStatusCode.UnprocessableEntity, fail: true);
+        var outcome = await tx.CommitAsync();
+
+        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Contains(outcome.Branches, b => b.ResourceManager == "beta" && b.Vote == "No");
+        Assert.Equal(0, await _alpha.CountAsync("a-2"));
+        Assert.Equal(0, await _beta.CountAsync("b-2"));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Equal(0, await _beta.PreparedAsync());
+    }
+
+    [Fact]
+    public async Task A_branch_request_without_a_live_transaction_is_refused_and_writes_nothing()
+    {
+        using var missing = new HttpRequestMessage(HttpMethod.Post, new Uri(_alpha.Url, "entries")) { Content = JsonContent("a-3") };
+        using var noHeader = await _http.SendAsync(missing);
+        Assert.Equal(HttpStatusCode.BadRequest, noHeader.StatusCode);
+
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await tx.CommitAsync();
+        await PostEntryAsync(_alpha, tx, "a-3", 1, HttpStatusCode.Conflict); // no longer active
+
+        Assert.Equal(0, await _alpha.CountAsync("a-3"));
+    }
+
+    [Fact]
+    public async Task Coordinator_killed_mid_phase_two_finishes_the_commit_after_restart()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-4", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-4", -10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_beta);
+
+        // The decision is logged and alpha commits; beta's commit callback is held: SIGKILL the coordinator now.
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _beta.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-4") == 1, TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        _coordinator.Kill();
+        await Assert.ThrowsAnyAsync<Exception>(() => commit);
+        Assert.Equal(0, await _beta.CountAsync("b-4"));
+        Assert.Equal(1, await _beta.PreparedAsync());
+
+        await _coordinator.StartAsync(); // same port, same log: recovery re-drives the logged decision
+
+        await Eventually.TrueAsync(async () => await _beta.CountAsync("b-4") == 1, TimeSpan.FromSeconds(60), _coordinator.Process.Describe);
+        Assert.Equal(1, await _alpha.CountAsync("a-4"));
+        await Eventually.TrueAsync(async () => await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(30));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State == "Committed", TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task Participant_killed_after_prepare_is_rolled_back_by_its_own_recovery_on_restart()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-5", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-5", -10, HttpStatusCode.OK);
+        Assert.Equal(1, await _beta.PreparedAsync());
+
+        _beta.Kill(); // prepared in PostgreSQL, and its service gone before the coordinator asks for its vote
+        var outcome = await tx.CommitAsync();
+
+        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(0, await _alpha.CountAsync("a-5"));
+        Assert.Equal(1, await _beta.PreparedAsync()); // nobody could tell beta yet
+
+        await _beta.StartAsync(); // its recovery asks the coordinator, which rolled the transaction back
+
+        await Eventually.TrueAsync(async () => await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(30), _beta.Process.Describe);
+        Assert.Equal(0, await _beta.CountAsync("b-5"));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+    }
+
+    [Fact]
+    public async Task Participant_killed_after_the_commit_decision_commits_on_restart()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-6", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-6", -10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_beta);
+
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _beta.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        _beta.Kill(); // the decision is logged; beta dies holding its commit call
+        Assert.Equal(1, await _beta.PreparedAsync());
+
+        await _beta.StartAsync(); // the coordinator's retries (or beta's own recovery) commit it
+
+        var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(1, await _alpha.CountAsync("a-6"));
+        await Eventually.TrueAsync(async () => await _beta.CountAsync("b-6") == 1, TimeSpan.FromSeconds(30), _beta.Process.Describe);
+        Assert.Equal(0, await _beta.PreparedAsync());
+    }
+
+    private async Task PostEntryAsync(LedgerProcess ledger, RemoteTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
+    {
+        using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
+        Assert.True(expected == response.StatusCode, $"{ledger.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{ledger.Process.Describe()}");
+    }
+
+    private async Task HoldNextCommitAsync(LedgerProcess ledger)
+    {
+        using var response = await _http.PostAsync(new Uri(ledger.Url, "test/hold-next-commit"), null);
+        response.EnsureSuccessStatusCode();
+    }
+
+    private static StringContent JsonContent(string id) => new($"{{\"id\":\"{id}\",\"amount\":1}}", System.Text.Encoding.UTF8, "application/json");
+}

@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using Npgsql;
+using TwoPC.Client;
+using TwoPC.Testing;
+using TwoPC.TestServers;
+using TwoPC.TestServers.Internal;
+
+namespace TwoPC.Remote.Tests;
+
+/// <summary>One private PostgreSQL server for the "remote" collection; each test creates its own databases.</summary>
+public sealed class RemoteFixture : IAsyncLifetime
+{
+    private PostgresServer? _server;
+
+    public PostgresServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() => _server = await PostgresServer.StartAsync(new PostgresServerOptions
+    {
+        MaxPreparedTransactions = 64,
+        MaxConnections = 200,
+        Fsync = false, // the tests kill processes, not the machine
+    });
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class RemoteCollection : ICollectionFixture<RemoteFixture>
+{
+    public const string Name = "remote";
+}
+
+/// <summary>The standalone coordinator as a separate process on a fixed loopback port and log directory, so it can be SIGKILLed and restarted on the same log.</summary>
+public sealed class CoordinatorProcess : IDisposable
+{
+    private readonly string _logDirectory;
+    private CrashHostProcess? _process;
+
+    public CoordinatorProcess(string logDirectory)
+    {
+        _logDirectory = logDirectory;
+        Port = FreePort.OnLoopback();
+    }
+
+    public int Port { get; }
+
+    public Uri Url => new($"http://127.0.0.1:{Port}/");
+
+    public CrashHostProcess Process => _process ?? throw new InvalidOperationException("Not started.");
+
+    public TwoPCClient Client(HttpClient http) => new(http);
+
+    public async Task StartAsync()
+    {
+        _process?.Dispose();
+        _process = CrashHostProcess.StartProgram(Path.Combine("Coordinator", "TwoPC.Coordinator.Server"), [
+            $"--Urls=http://127.0.0.1:{Port}",
+            "--TwoPC:NodeId=remote-test",
+            $"--TwoPC:LogDirectory={_logDirectory}",
+            "--TwoPC:RetryBaseDelay=00:00:00.050",
+            "--TwoPC:RetryMaxDelay=00:00:00.300",
+            "--TwoPC:RollbackAttempts=2",
+            "--Coordinator:ParticipantCallTimeout=00:00:05",
+            "--Logging:LogLevel:Default=Warning",
+            "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
+        ]);
+        await _process.WaitForLineAsync(TimeSpan.FromSeconds(60), "Now listening on:", "      Now listening on:");
+        using var http = new HttpClient { BaseAddress = Url };
+        await Eventually.TrueAsync(async () => (await http.GetAsync("health")).IsSuccessStatusCode, TimeSpan.FromSeconds(30), _process.Describe);
+    }
+
+    public void Kill() => _process?.Kill();
+
+    public void Dispose() => _process?.Dispose();
+}
+
+/// <summary>A ledger service (Tests/TwoPC.RemoteHost) as a separate process with its own database.</summary>
+public sealed class LedgerProcess : IDisposable
+{
+    private CrashHostProcess? _process;
+
+    public LedgerProcess(string name, string connectionString, Uri coordinator)
+    {
+        Name = name;
+        ConnectionString = connectionString;
+        Coordinator = coordinator;
+        Port = FreePort.OnLoopback();
+    }
+
+    public string Name { get; }
+
+    public string ConnectionString { get; }
+
+    public Uri Coordinator { get; }
+
+    public int Port { get; }
+
+    public Uri Url => new($"http://127.0.0.1:{Port}/");
+
+    public CrashHostProcess Process => _process ?? throw new InvalidOperationException("Not started.");
+
+    public async Task StartAsync()
+    {
+        _process?.Dispose();
+        _process = CrashHostProcess.StartProgram(Path.Combine("Tests", "TwoPC.RemoteHost"), [
+            $"--Urls=http://127.0.0.1:{Port}",
+            $"--ConnectionString={ConnectionString}",
+            $"--TwoPC:Participant:Name={Name}",
+            $"--TwoPC:Participant:CoordinatorUrl={Coordinator}",
+            $"--TwoPC:Participant:CallbackUrl=http://127.0.0.1:{Port}/twopc",
+            "--TwoPC:Participant:RecoveryInterval=00:00:00.500",
+            "--TwoPC:Participant:OrphanSafetyInterval=00:00:05",
+            "--Logging:LogLevel:Default=Warning",
+            "--Logging:LogLevel:TwoPC=Information",
+        ]);
+        var ready = await _process.WaitForLineAsync(TimeSpan.FromSeconds(60), "ready ");
+        Assert.True(ready is not null, "The ledger service did not start.\n" + _process.Describe());
+    }
+
+    public void Kill() => _process?.Kill();
+
+    public async Task<int> CountAsync(string id)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT count(*) FROM entries WHERE id = @id", connection);
+        command.Parameters.AddWithValue("id", id);
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public async Task<long> PreparedAsync()
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()", connection);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    public void Dispose() => _process?.Dispose();
+}
+
+/// <summary>Polls a condition until it holds or a timeout passes (then fails with a description).</summary>
+public static class Eventually
+{
+    public static async Task TrueAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string>? describe = null)
+    {
+        var clock = Stopwatch.StartNew();
+        Exception? last = null;
+        while (clock.Elapsed < timeout)
+        {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or NpgsqlException or TaskCanceledException)
+            {
+                last = ex;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"Condition not met within {timeout.TotalSeconds:0.#} s{(last is null ? string.Empty : " (last error: " + last.Message + ")")}.\n{describe?.Invoke()}");
+    }
+}

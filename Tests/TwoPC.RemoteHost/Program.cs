@@ -1,0 +1,4 @@
+using TwoPC.RemoteHost;
+
+var app = LedgerService.Build(args);
+await app.RunAsync();
