@@ -336,7 +336,7 @@ public static class TwoPCApiEndpoints
             return true;
         }
 
-        error = BadRequest($"'{TransactionIdFormatException.Sanitize(id)}' is not a transaction id.");
+        error = BadRequest($"{TransactionIdFormatException.Sanitize(id)} is not a transaction id.");
         return false;
     }
 

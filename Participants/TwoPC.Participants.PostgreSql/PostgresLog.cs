@@ -21,6 +21,9 @@ internal static partial class PostgresLog
     [LoggerMessage(EventId = 4004, Level = LogLevel.Debug, Message = "Branch {Xid} wrote nothing: committed and voting read-only")]
     public static partial void ReadOnly(this ILogger logger, Xid xid);
 
+    [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "Branch {Xid}: {Operation} PREPARED repeated (a re-drive after a crash or a retry); the marker row says it was already {Outcome}")]
+    public static partial void AlreadyDone(this ILogger logger, Xid xid, string operation, BranchOutcome outcome);
+
     [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "Branch {Xid}: {Operation} PREPARED found no prepared transaction; marker row {Marker} says it was {Outcome}")]
     public static partial void AlreadyResolved(this ILogger logger, Xid xid, string operation, string marker, BranchOutcome outcome);
 

@@ -253,7 +253,15 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         command.Parameters.AddWithValue("gid", xid.ToString());
         var committed = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         var outcome = committed ? BranchOutcome.Committed : BranchOutcome.RolledBack;
-        _logger.AlreadyResolved(xid, operation, committed ? "present" : "absent", outcome);
+        if ((operation == "COMMIT") == committed)
+        {
+            _logger.AlreadyDone(xid, operation, outcome); // the expected repeat: nothing anyone must look at
+        }
+        else
+        {
+            _logger.AlreadyResolved(xid, operation, committed ? "present" : "absent", outcome);
+        }
+
         return outcome;
     }
 

@@ -177,8 +177,17 @@ public sealed class RemoteBranch : IAsyncDisposable
             }
 
             var wasWorking = _state == BranchState.Working;
+            // A branch that voted No (PostgreSQL refused the PREPARE, or the request ended without preparing) left
+            // nothing prepared: it is rolled back already, with no ROLLBACK PREPARED to send (that would find no
+            // gid and log the heuristic-detection warning on this normal path).
+            var preparedNothing = _state == BranchState.Voted && _vote is { Kind: VoteKind.No };
             _state = BranchState.Finished;
             _vote ??= Participants.Vote.No("rolled back by the coordinator");
+            if (preparedNothing)
+            {
+                return (false, BranchOutcome.RolledBack);
+            }
+
             if (!wasWorking)
             {
                 return (false, null);

@@ -1,0 +1,4 @@
+using TwoPC.Samples.Orders;
+
+await using var app = await OrdersService.BuildAsync(args);
+await app.RunAsync();

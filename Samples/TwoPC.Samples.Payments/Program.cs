@@ -1,0 +1,4 @@
+using TwoPC.Samples.Payments;
+
+await using var app = await PaymentsService.BuildAsync(args);
+await app.RunAsync();
