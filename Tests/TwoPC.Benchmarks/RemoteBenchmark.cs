@@ -120,7 +120,7 @@ public static class RemoteBenchmark
         var at32 = rows.Single(x => x.Concurrency == 32);
         var verdict = string.Create(CultureInfo.InvariantCulture,
             $"At 32 concurrent the standalone coordinator with two remote services runs at {at32.Remote.PerSecond / at32.Embedded.PerSecond:F2} × the embedded coordinator and {at32.Remote.PerSecond / at32.Plain.PerSecond:F2} × two non-atomic HTTP calls.")
-            + " A remote transaction costs, on top of the branch work: begin, one registration per branch, the coordinator's prepare call per branch (the branch prepared at the end of its own request), the forced decision, and the commit call per branch — six HTTP round trips more than the plain calls, all on the same 2 cores here.";
+            + " On top of the same two branch calls, a remote transaction makes eight more HTTP round trips — begin, a registration per branch, the coordinator's prepare and commit callback per branch, the commit request — plus the forced decision, all on the same 2 cores here.";
         Console.WriteLine(verdict);
         ResultsFile.Write("remote.md", "Remote participants: the standalone coordinator over HTTP",
             $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- remote {seconds.ToString(CultureInfo.InvariantCulture)}",

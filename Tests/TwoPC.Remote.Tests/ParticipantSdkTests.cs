@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Http.Json;
@@ -177,6 +178,51 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Contains(old, r => r.Xid == foreign && r.Action == RemoteRecoveryAction.LeftAlone);
         Assert.Equal(1, await PreparedAsync());
         await rm.RollbackAsync(foreign, default, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task The_callers_trace_continues_through_the_participant_and_its_registration_at_the_coordinator()
+    {
+        var stopped = new List<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = _ => true,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                lock (stopped)
+                {
+                    stopped.Add(a);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var source = new ActivitySource("TwoPC.Remote.Tests.Caller");
+        await using var tx = await _client.BeginAsync();
+
+        ActivityTraceId traceId;
+        using (var caller = source.StartActivity("checkout"))
+        {
+            traceId = caller!.TraceId;
+            using var response = await SendAsync("write", tx.Id, new { id = "trace-1" }); // HttpClient sends traceparent
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal("Committed", (await tx.CommitAsync()).Kind);
+        List<Activity> seen;
+        lock (stopped)
+        {
+            seen = [.. stopped.Where(a => a.TraceId == traceId)];
+        }
+
+        var names = string.Join(", ", seen.Select(a => $"{a.Source.Name}:{a.DisplayName}"));
+        var branch = seen.SingleOrDefault(a => a.OperationName == "twopc.remote.branch");
+        Assert.True(branch is not null, "no participant branch span in the caller's trace: " + names);
+
+        // The registration is an HTTP call made inside the branch span, and the coordinator's request span is its child.
+        var registration = seen.SingleOrDefault(a => a.Source.Name == "System.Net.Http" && a.ParentSpanId == branch.SpanId);
+        Assert.True(registration is not null, "the registration call is not a child of the branch span: " + names);
+        Assert.Contains(seen, a => a.OperationName == "Microsoft.AspNetCore.Hosting.HttpRequestIn" && a.ParentSpanId == registration.SpanId);
     }
 
     [Fact]
