@@ -8,6 +8,9 @@ public static class CoordinatorServer
     /// <summary>The named <see cref="HttpClient"/> used to call remote participants.</summary>
     public const string ParticipantClientName = "twopc-participants";
 
+    /// <summary>The header carrying <c>Coordinator:CallbackKey</c> on every call to a participant.</summary>
+    public const string CallbackKeyHeader = "TwoPC-Callback-Key";
+
     /// <summary>
     /// Builds the application from <paramref name="args"/> (appsettings.json, environment, command line):
     /// the coordinator (section <c>TwoPC</c>), problem details, OpenAPI at <c>/openapi/v1.json</c>,
@@ -47,7 +50,16 @@ public static class CoordinatorServer
         builder.ResolveResourceManagers((sp, name) => sp.GetRequiredService<TransactionRegistry>().GetOrRegisterRemote(name));
 
         builder.AddMessaging(configuration);
-        services.AddHttpClient(ParticipantClientName, client => client.Timeout = callTimeout);
+        var callbackKey = server["CallbackKey"];
+        services.AddHttpClient(ParticipantClientName, client =>
+        {
+            client.Timeout = callTimeout;
+            if (!string.IsNullOrEmpty(callbackKey))
+            {
+                // Participants that require it (TwoPC:Participant:CallbackKey) refuse commit/rollback calls without it.
+                client.DefaultRequestHeaders.Add(CallbackKeyHeader, callbackKey);
+            }
+        });
         services.AddSingleton<TransactionRegistry>();
         services.AddProblemDetails();
         services.AddOpenApi();

@@ -117,6 +117,13 @@ public static class TwoPCApiEndpoints
             return BadRequest("callbackUrl must be an absolute http or https URL without query, fragment or credentials.");
         }
 
+        // The coordinator will POST to this address: with an allowlist configured, nowhere else (no request forgery).
+        var allowed = request.HttpContext.RequestServices.GetRequiredService<IConfiguration>().GetSection("Coordinator:AllowedCallbackHosts").Get<string[]>();
+        if (allowed is { Length: > 0 } && !allowed.Contains(callbackUrl.Host, StringComparer.OrdinalIgnoreCase))
+        {
+            return BadRequest($"callbackUrl host {TransactionIdFormatException.Sanitize(callbackUrl.Host)} is not in Coordinator:AllowedCallbackHosts.");
+        }
+
         if (!registry.TryGet(txId, out var tx))
         {
             return registry.Coordinator.GetStatus(txId).State == TransactionState.Unknown

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -12,6 +14,9 @@ namespace TwoPC.Participants.Remote;
 /// <summary>Maps the coordinator's callbacks and turns request handlers into branches.</summary>
 public static class RemoteParticipantEndpoints
 {
+    /// <summary>The header carrying the coordinator's callback key (<see cref="RemoteParticipantOptions.CallbackKey"/>).</summary>
+    public const string CallbackKeyHeader = "TwoPC-Callback-Key";
+
     internal const string BranchKey = "TwoPC.RemoteBranch";
     internal const string RefusalKey = "TwoPC.RemoteBranch.Refusal";
 
@@ -24,6 +29,22 @@ public static class RemoteParticipantEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var group = endpoints.MapGroup(prefix).WithTags("TwoPC participant");
+        group.AddEndpointFilter(async (context, next) =>
+        {
+            // A commit or rollback from anyone but the coordinator would break atomicity: check the shared key.
+            var participant = context.HttpContext.RequestServices.GetRequiredService<RemoteParticipant>();
+            if (participant.Options.CallbackKey is { Length: > 0 } expected)
+            {
+                var given = context.HttpContext.Request.Headers[CallbackKeyHeader];
+                if (given.Count != 1 || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given[0] ?? string.Empty), Encoding.UTF8.GetBytes(expected)))
+                {
+                    participant.Logger.CallbackRefused(context.HttpContext.Request.Path.Value ?? string.Empty);
+                    return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized", detail: $"Callbacks need the {CallbackKeyHeader} header.");
+                }
+            }
+
+            return await next(context).ConfigureAwait(false);
+        });
         group.MapPost("/prepare", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
             WithXidAsync(request, xid => participant.OnPrepareAsync(xid, ct)));
         group.MapPost("/commit", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>

@@ -27,6 +27,9 @@ internal static partial class RemoteParticipantLog
     [LoggerMessage(EventId = 7006, Level = LogLevel.Warning, Message = "Branch {Xid}: the prepare outcome is unknown (the connection was lost during PREPARE); the coordinator resolves it by XID")]
     public static partial void PrepareUnknown(this ILogger logger, Exception exception, Xid xid);
 
+    [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Callback {Path} refused: missing or wrong TwoPC-Callback-Key")]
+    public static partial void CallbackRefused(this ILogger logger, string path);
+
     [LoggerMessage(EventId = 7010, Level = LogLevel.Information, Message = "Recovery of '{Name}': branch {Xid} is {State} at the coordinator; {Action}")]
     public static partial void Recovered(this ILogger logger, string name, Xid xid, string state, string action);
 

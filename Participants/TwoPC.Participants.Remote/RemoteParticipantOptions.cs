@@ -23,6 +23,13 @@ public sealed class RemoteParticipantOptions
     [Required]
     public Uri? CallbackUrl { get; set; }
 
+    /// <summary>
+    /// A shared secret the coordinator sends with every callback (its <c>Coordinator:CallbackKey</c>, header
+    /// <c>TwoPC-Callback-Key</c>). When set, a prepare/commit/rollback call without it is refused with 401, so
+    /// nobody but the coordinator can commit or roll back a prepared branch. Strongly recommended.
+    /// </summary>
+    public string? CallbackKey { get; set; }
+
     /// <summary>How often prepared branches are checked against the coordinator's decisions. Default 10 s.</summary>
     public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -20,6 +20,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
     private readonly DemoOptions _options;
     private readonly List<ChildProcess> _retired = [];
     private readonly string _adminKey = Guid.NewGuid().ToString("N");
+    private readonly string _callbackKey = Guid.NewGuid().ToString("N"); // only the coordinator may call the participants back
     private PostgresServer? _postgres;
     private RabbitMqServer? _rabbitMq;
 
@@ -124,6 +125,8 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             $"--Coordinator:RabbitMq:Uri={RabbitMq.AmqpUri}",
             "--Coordinator:RemoteResourceManagers:0=orders",
             "--Coordinator:RemoteResourceManagers:1=payments",
+            $"--Coordinator:CallbackKey={_callbackKey}",
+            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
             "--Logging:LogLevel:TwoPC=Information",
@@ -132,6 +135,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
         [
             $"--ConnectionStrings:Payments={payments}",
             "--TwoPC:Participant:Name=payments",
+            $"--TwoPC:Participant:CallbackKey={_callbackKey}",
             $"--TwoPC:Participant:CoordinatorUrl={Url(coordinatorPort)}",
             $"--TwoPC:Participant:CallbackUrl={Url(paymentsPort)}twopc",
             "--TwoPC:Participant:RecoveryInterval=00:00:05",
@@ -146,6 +150,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             $"--Coordinator:Url={Url(coordinatorPort)}",
             $"--Payments:Url={Url(paymentsPort)}",
             "--TwoPC:Participant:Name=orders",
+            $"--TwoPC:Participant:CallbackKey={_callbackKey}",
             $"--TwoPC:Participant:CallbackUrl={Url(ordersPort)}twopc",
             "--TwoPC:Participant:RecoveryInterval=00:00:05",
             "--Logging:LogLevel:Default=Warning",

@@ -134,6 +134,7 @@ public sealed class ServerApiTests(ServerFixture server) : IClassFixture<ServerF
     [InlineData("{\"resourceManager\":\"\",\"callbackUrl\":\"http://127.0.0.1:1/x\"}")]
     [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"file:///etc/passwd\"}")]
     [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"not a url\"}")]
+    [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"http://169.254.169.254/latest\"}")] // not in Coordinator:AllowedCallbackHosts
     [InlineData("{\"resourceManager\":\"x\"}")]
     [InlineData("[]")]
     public async Task Malformed_branch_body_is_400(string body)

@@ -32,6 +32,7 @@ public sealed class ServerFixture : IAsyncLifetime
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ApiKey}",
+            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _app.StartAsync();

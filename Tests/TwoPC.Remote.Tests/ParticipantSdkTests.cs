@@ -25,6 +25,7 @@ namespace TwoPC.Remote.Tests;
 [Collection(RemoteCollection.Name)]
 public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 {
+    private const string CallbackKey = "sdk-callback-secret";
     private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-sdk-log-");
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
@@ -41,6 +42,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         _coordinator = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=sdk-test",
+            $"--Coordinator:CallbackKey={CallbackKey}",
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             "--Logging:LogLevel:Default=Warning",
@@ -226,6 +228,35 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Only_the_coordinator_with_the_callback_key_can_commit_or_roll_back_a_prepared_branch()
+    {
+        await using var tx = await _client.BeginAsync();
+        using var written = await SendAsync("write", tx.Id, new { id = "k-1" });
+        Assert.Equal(HttpStatusCode.OK, written.StatusCode);
+        var xid = (await _client.GetStatusAsync(tx.Id)).Branches!.Single().Xid;
+
+        foreach (var action in new[] { "commit", "rollback", "prepare" })
+        {
+            foreach (var key in new[] { null, "wrong" })
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_serviceUrl, "twopc/" + action)) { Content = JsonContent.Create(new { xid }) };
+                if (key is not null)
+                {
+                    request.Headers.Add(RemoteParticipantEndpoints.CallbackKeyHeader, key);
+                }
+
+                using var forged = await _http.SendAsync(request);
+                Assert.Equal(HttpStatusCode.Unauthorized, forged.StatusCode);
+            }
+        }
+
+        Assert.Equal(1, await PreparedAsync()); // untouched by the forged calls
+        Assert.Equal(0, await CountAsync("k-1"));
+        Assert.Equal("Committed", (await tx.CommitAsync()).Kind); // the coordinator sends the key
+        Assert.Equal(1, await CountAsync("k-1"));
+    }
+
+    [Fact]
     public async Task A_participant_without_a_callback_url_fails_to_start_naming_the_setting()
     {
         var app = BuildService(new Uri("http://127.0.0.1:1/"), FreePort.OnLoopback(), TimeSpan.FromSeconds(30), callbackUrl: false);
@@ -247,6 +278,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
             o.CallbackUrl = callbackUrl ? new Uri($"http://127.0.0.1:{port}/twopc") : null;
             o.RecoveryInterval = TimeSpan.FromHours(1); // only the pass at start runs by itself; tests call RecoverAsync
             o.OrphanSafetyInterval = orphanSafety;
+            o.CallbackKey = CallbackKey;
         });
         var app = builder.Build();
         if (callbackUrl)
