@@ -22,6 +22,7 @@ namespace TwoPC.Participants.Remote;
 public sealed class RemoteParticipant : IAsyncDisposable
 {
     private static readonly TimeSpan PhaseTwoGrace = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ClockSkewMargin = TimeSpan.FromSeconds(5);
     private const int TooEarly = 425; // "still in progress": the coordinator asks again
 
     private static readonly ActivitySource Source = new(TwoPCTelemetry.ActivitySourceName);
@@ -240,9 +241,11 @@ public sealed class RemoteParticipant : IAsyncDisposable
                 continue;
             }
 
-            // A branch this process prepared is finished by the coordinator's own phase-2 call; recovery steps in
-            // only after a restart (the branch is not tracked) or once the transaction is long past its deadline.
-            if (_branches.TryGetValue(xid.ToString(), out var live) && (live.IsInFlight || now < live.Deadline + PhaseTwoGrace))
+            // A branch this process prepared is normally finished by the coordinator's own phase-2 call: until its
+            // deadline it is not even asked about. After a restart (the branch is not tracked) or past the deadline,
+            // the coordinator's record decides.
+            _branches.TryGetValue(xid.ToString(), out var live);
+            if (live is not null && (live.IsInFlight || now <= live.Deadline))
             {
                 results.Add(new RemoteRecoveryResult(xid, live.IsInFlight ? "InFlight" : "AwaitingCoordinator", RemoteRecoveryAction.LeftAlone));
                 continue;
@@ -253,9 +256,14 @@ public sealed class RemoteParticipant : IAsyncDisposable
                 var status = await Coordinator.GetStatusAsync(id.ToString(), cancellationToken).ConfigureAwait(false);
                 var action = status.State switch
                 {
-                    "Committing" or "Committed" => RemoteRecoveryAction.Committed,
+                    // Decided: the coordinator is committing it too; step in only when its call is overdue.
+                    "Committing" or "Committed" when live is null || now > live.Deadline + PhaseTwoGrace => RemoteRecoveryAction.Committed,
                     "RollingBack" or "RolledBack" => RemoteRecoveryAction.RolledBack,
-                    "Unknown" when now - branch.PreparedAt > Options.OrphanSafetyInterval => RemoteRecoveryAction.RolledBack,
+
+                    // No record: never committed (presumed abort), and none can be logged past the deadline. With the
+                    // deadline known, a little past it (clock skew); otherwise once older than the safety interval.
+                    "Unknown" when (live is not null ? now > live.Deadline + ClockSkewMargin : now - branch.PreparedAt > Options.OrphanSafetyInterval)
+                        => RemoteRecoveryAction.RolledBack,
                     _ => RemoteRecoveryAction.LeftAlone,
                 };
 

@@ -113,6 +113,26 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Coordinator_killed_before_its_decision_leaves_prepared_branches_that_the_participants_roll_back()
+    {
+        var tx = await _client.BeginAsync(TimeSpan.FromSeconds(2));
+        await PostEntryAsync(_alpha, tx, "a-7", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-7", -10, HttpStatusCode.OK);
+        Assert.Equal(1, await _alpha.PreparedAsync());
+        Assert.Equal(1, await _beta.PreparedAsync());
+
+        _coordinator.Kill(); // both branches prepared, no decision logged
+        await _coordinator.StartAsync(); // a new epoch: the old transaction is unknown to it, so never committed
+
+        // Each participant asks about its prepared branch once the deadline has passed and, hearing "no record",
+        // rolls it back (presumed abort): nothing stays prepared, nothing is committed.
+        await Eventually.TrueAsync(async () => await _alpha.PreparedAsync() == 0 && await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(45), _alpha.Process.Describe);
+        Assert.Equal(0, await _alpha.CountAsync("a-7"));
+        Assert.Equal(0, await _beta.CountAsync("b-7"));
+        Assert.Equal("Unknown", (await _client.GetStatusAsync(tx.Id)).State);
+    }
+
+    [Fact]
     public async Task Participant_killed_after_prepare_is_rolled_back_by_its_own_recovery_on_restart()
     {
         await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
