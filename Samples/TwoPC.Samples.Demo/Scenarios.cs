@@ -136,7 +136,15 @@ internal sealed class Scenarios(DemoEnvironment env, Narrator say, Invariants in
         await env.RestartCoordinatorAsync(cancellationToken);
         var orderId = during.Orders.Except(before.Orders).Select(o => o.OrderId).FirstOrDefault() ?? answer.OrderId;
         var settled = await WaitForStateAsync(s => s.Prepared.Count == 0 && s.Payments.Any(p => p.OrderId == orderId) && s.Shipments.Any(p => p.OrderId == orderId), TimeSpan.FromSeconds(30), cancellationToken);
+        // The databases settle first; the coordinator reports Committed once every branch (the re-published event too) acknowledged.
         var status = answer.TransactionId is null ? null : await env.CoordinatorClient.GetStatusAsync(answer.TransactionId, cancellationToken);
+        var statusClock = Stopwatch.StartNew();
+        while (answer.TransactionId is not null && status?.State == "Committing" && statusClock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(100, cancellationToken);
+            status = await env.CoordinatorClient.GetStatusAsync(answer.TransactionId, cancellationToken);
+        }
+
         say.Story($"Recovered in {clock.Elapsed.TotalSeconds:0.0} s; the coordinator now reports transaction {answer.TransactionId}: {status?.State ?? "?"}.");
         await QuoteAsync(mark, answer, cancellationToken, "re-driving");
         settled.Print(say, crashed);
