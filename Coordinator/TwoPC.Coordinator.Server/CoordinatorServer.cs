@@ -50,6 +50,7 @@ public static class CoordinatorServer
         builder.ResolveResourceManagers((sp, name) => sp.GetRequiredService<TransactionRegistry>().GetOrRegisterRemote(name));
 
         builder.AddMessaging(configuration);
+        services.AddSingleton(new CallbackHosts(server.GetSection("AllowedCallbackHosts").Get<string[]>() ?? []));
         var callbackKey = server["CallbackKey"];
         services.AddHttpClient(ParticipantClientName, client =>
         {
@@ -66,4 +67,15 @@ public static class CoordinatorServer
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);
         return services;
     }
+}
+
+/// <summary>
+/// The hosts a registered callback URL may name (<c>Coordinator:AllowedCallbackHosts</c>; empty = any). The
+/// coordinator POSTs to these addresses, so with a list configured it cannot be made to call anywhere else.
+/// </summary>
+internal sealed class CallbackHosts(string[] allowed)
+{
+    private readonly HashSet<string> _allowed = new(allowed, StringComparer.OrdinalIgnoreCase);
+
+    public bool Allows(Uri callbackUrl) => _allowed.Count == 0 || _allowed.Contains(callbackUrl.Host);
 }

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using RabbitMQ.Client;
 using TwoPC.Client;
@@ -48,47 +48,31 @@ public static class Messaging
 
     private static async Task<IResult> PublishAsync(string id, HttpRequest request, TransactionRegistry registry)
     {
-        if (!GlobalTransactionId.TryParse(id, out var txId))
+        if (!TwoPCApiEndpoints.TryParseId(id, out var txId, out var error))
         {
-            return Problem(StatusCodes.Status400BadRequest, "Bad request", $"{TransactionIdFormatException.Sanitize(id)} is not a transaction id.");
+            return error;
         }
 
         if (request.HttpContext.RequestServices.GetService<MessageStaging>() is not { } staging)
         {
-            return Problem(StatusCodes.Status404NotFound, "Messaging is not configured", "Set Coordinator:RabbitMq:Uri to let transactions publish messages.");
+            return Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Messaging is not configured", detail: "Set Coordinator:RabbitMq:Uri to let transactions publish messages.");
         }
 
-        if (!request.HasJsonContentType())
+        var (body, bodyError) = await TwoPCApiEndpoints.ReadBodyAsync<PublishMessageRequest>(request, optional: false);
+        if ((bodyError ?? (Validate(body) is { } invalid ? TwoPCApiEndpoints.BadRequest(invalid) : null)) is { } rejected)
         {
-            return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type", "Send application/json.");
-        }
-
-        PublishMessageRequest? body;
-        try
-        {
-            body = await request.ReadFromJsonAsync<PublishMessageRequest>(TwoPCJson.Options, request.HttpContext.RequestAborted);
-        }
-        catch (JsonException)
-        {
-            return Problem(StatusCodes.Status400BadRequest, "Bad request", "The body is not valid JSON for this request.");
-        }
-
-        if (Validate(body) is { } error)
-        {
-            return Problem(StatusCodes.Status400BadRequest, "Bad request", error);
+            return rejected;
         }
 
         var bytes = JsonSerializer.SerializeToUtf8Bytes(body!.Body!.Value);
         if (bytes.Length > MaxBodyBytes)
         {
-            return Problem(StatusCodes.Status400BadRequest, "Bad request", $"body is {bytes.Length} bytes; at most {MaxBodyBytes} are accepted.");
+            return TwoPCApiEndpoints.BadRequest($"body is {bytes.Length} bytes; at most {MaxBodyBytes} are accepted.");
         }
 
         if (!registry.TryGet(txId, out var tx))
         {
-            return registry.Coordinator.GetStatus(txId).State == TransactionState.Unknown
-                ? Problem(StatusCodes.Status404NotFound, "Unknown transaction", $"The coordinator has no record of {txId}.")
-                : Problem(StatusCodes.Status409Conflict, "Transaction not active", $"Transaction {txId} is no longer active; messages can only be added while it is.");
+            return TwoPCApiEndpoints.NotOpen(registry, txId);
         }
 
         try
@@ -98,7 +82,7 @@ public static class Messaging
         }
         catch (InvalidOperationException)
         {
-            return Problem(StatusCodes.Status409Conflict, "Transaction not active", $"Transaction {txId} is completing; messages can only be added while it is active.");
+            return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction not active", detail: $"Transaction {txId} is completing; messages can only be added while it is active.");
         }
     }
 
@@ -137,14 +121,15 @@ public static class Messaging
         return null;
     }
 
-    private static IResult Problem(int status, string title, string detail) => Results.Problem(statusCode: status, title: title, detail: detail);
 }
 
-/// <summary>The publishing branches of the transactions that staged messages through the API.</summary>
+/// <summary>
+/// The publishing branches of the transactions that staged messages through the API. A branch lives as long as
+/// its <see cref="GlobalTransaction"/> (the registry drops finished ones), so nothing here needs pruning.
+/// </summary>
 internal sealed class MessageStaging(TransactionCoordinator coordinator)
 {
-    private readonly ConcurrentDictionary<GlobalTransactionId, RabbitMqBranch> _branches = new();
-    private long _lastPrune;
+    private readonly ConditionalWeakTable<GlobalTransaction, RabbitMqBranch> _branches = [];
 
     private RabbitMqResourceManager ResourceManager =>
         coordinator.ResourceManagers.OfType<RabbitMqResourceManager>().FirstOrDefault()
@@ -154,31 +139,11 @@ internal sealed class MessageStaging(TransactionCoordinator coordinator)
     /// <exception cref="InvalidOperationException">The transaction is no longer active.</exception>
     public (Xid Xid, int Index) Stage(GlobalTransaction transaction, OutgoingMessage message)
     {
-        Prune();
-        var branch = _branches.GetOrAdd(transaction.Id, static (_, state) => state.rm.Enlist(state.transaction), (rm: ResourceManager, transaction));
+        var branch = _branches.GetValue(transaction, ResourceManager.Enlist);
         lock (branch)
         {
             branch.Publish(message);
             return (branch.Xid, branch.Staged.Count - 1);
-        }
-    }
-
-    // Branches of finished transactions are dropped now and then.
-    private void Prune()
-    {
-        var now = Environment.TickCount64;
-        var last = Interlocked.Read(ref _lastPrune);
-        if (now - last < 10_000 || Interlocked.CompareExchange(ref _lastPrune, now, last) != last)
-        {
-            return;
-        }
-
-        foreach (var id in _branches.Keys)
-        {
-            if (coordinator.GetStatus(id).State is not (TransactionState.Active or TransactionState.Preparing))
-            {
-                _branches.TryRemove(id, out _);
-            }
         }
     }
 }

@@ -93,7 +93,7 @@ public static class TwoPCApiEndpoints
             ? Results.Ok(registry.Coordinator.GetStatus(txId).ToDto())
             : error;
 
-    private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry)
+    private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry, CallbackHosts callbackHosts)
     {
         if (!TryParseId(id, out var txId, out var error))
         {
@@ -117,18 +117,14 @@ public static class TwoPCApiEndpoints
             return BadRequest("callbackUrl must be an absolute http or https URL without query, fragment or credentials.");
         }
 
-        // The coordinator will POST to this address: with an allowlist configured, nowhere else (no request forgery).
-        var allowed = request.HttpContext.RequestServices.GetRequiredService<IConfiguration>().GetSection("Coordinator:AllowedCallbackHosts").Get<string[]>();
-        if (allowed is { Length: > 0 } && !allowed.Contains(callbackUrl.Host, StringComparer.OrdinalIgnoreCase))
+        if (!callbackHosts.Allows(callbackUrl))
         {
             return BadRequest($"callbackUrl host {TransactionIdFormatException.Sanitize(callbackUrl.Host)} is not in Coordinator:AllowedCallbackHosts.");
         }
 
         if (!registry.TryGet(txId, out var tx))
         {
-            return registry.Coordinator.GetStatus(txId).State == TransactionState.Unknown
-                ? NotFound(txId)
-                : NotActive(txId);
+            return NotOpen(registry, txId);
         }
 
         RemoteResourceManager rm;
@@ -335,7 +331,7 @@ public static class TwoPCApiEndpoints
 
     private static ILogger AdminLogger(ILoggerFactory loggers) => loggers.CreateLogger("TwoPC.Coordinator.Server.Admin");
 
-    private static bool TryParseId(string id, out GlobalTransactionId transactionId, out IResult error)
+    internal static bool TryParseId(string id, out GlobalTransactionId transactionId, out IResult error)
     {
         if (GlobalTransactionId.TryParse(id, out transactionId))
         {
@@ -347,7 +343,7 @@ public static class TwoPCApiEndpoints
         return false;
     }
 
-    private static async Task<(T? Value, IResult? Error)> ReadBodyAsync<T>(HttpRequest request, bool optional)
+    internal static async Task<(T? Value, IResult? Error)> ReadBodyAsync<T>(HttpRequest request, bool optional)
         where T : class
     {
         if (request.ContentLength == 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count == 0))
@@ -371,12 +367,16 @@ public static class TwoPCApiEndpoints
         }
     }
 
-    private static IResult BadRequest(string detail) =>
+    internal static IResult BadRequest(string detail) =>
         Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: detail);
 
     private static IResult NotFound(GlobalTransactionId id) =>
         Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown transaction", detail: $"The coordinator has no record of {id}.");
 
     private static IResult NotActive(GlobalTransactionId id) =>
-        Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction not active", detail: $"Transaction {id} is no longer active; branches can only be added while it is.");
+        Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Transaction not active", detail: $"Transaction {id} is no longer active; branches and messages can only be added while it is.");
+
+    /// <summary>Why a transaction the API did not find open cannot take a branch or a message: 404 unknown, 409 finishing or finished.</summary>
+    internal static IResult NotOpen(TransactionRegistry registry, GlobalTransactionId id) =>
+        registry.Coordinator.GetStatus(id).State == TransactionState.Unknown ? NotFound(id) : NotActive(id);
 }
