@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using TwoPC.Client;
 using TwoPC.Participants;
 using TwoPC.Transactions;
 
@@ -20,11 +19,6 @@ namespace TwoPC.Coordinator.Server;
 /// </remarks>
 public sealed class RemoteResourceManager(string name, IHttpClientFactory httpClientFactory) : IResourceManager
 {
-    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
-    {
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
-    };
-
     /// <inheritdoc />
     public string Name { get; } = name;
 
@@ -59,13 +53,14 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
             switch (response.StatusCode)
             {
                 case HttpStatusCode.OK:
-                    var answer = await response.Content.ReadFromJsonAsync<PrepareAnswer>(Json, cancellationToken).ConfigureAwait(false)
+                    var answer = await response.Content.ReadFromJsonAsync<PrepareCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
                         ?? throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with an empty body.");
                     return answer.Vote switch
                     {
-                        VoteKind.Yes => Vote.Yes(Encoding.UTF8.GetBytes(callbackUrl.AbsoluteUri)),
-                        VoteKind.ReadOnly => Vote.ReadOnly,
-                        _ => Vote.No(answer.Reason ?? $"'{Name}' voted no"),
+                        PrepareCallbackResponse.Yes => Vote.Yes(Encoding.UTF8.GetBytes(callbackUrl.AbsoluteUri)),
+                        PrepareCallbackResponse.ReadOnly => Vote.ReadOnly,
+                        PrepareCallbackResponse.No => Vote.No(answer.Reason ?? $"'{Name}' voted no"),
+                        _ => throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with the unknown vote {TransactionIdFormatException.Sanitize(answer.Vote ?? string.Empty)}."),
                     };
                 case HttpStatusCode.Conflict:
                     return Vote.No($"'{Name}' failed to prepare (409)");
@@ -86,16 +81,18 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
             throw new HttpRequestException($"'{Name}' answered {action} of {xid} with {(int)response.StatusCode}.", null, response.StatusCode);
         }
 
-        var answer = await response.Content.ReadFromJsonAsync<FinishAnswer>(Json, cancellationToken).ConfigureAwait(false)
+        var answer = await response.Content.ReadFromJsonAsync<FinishCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
             ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an empty body.");
-        return answer.Outcome;
+        return answer.Outcome is { Length: > 0 } text && char.IsLetter(text[0]) && Enum.TryParse<BranchOutcome>(text, ignoreCase: true, out var outcome)
+            ? outcome
+            : throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with the unknown outcome {TransactionIdFormatException.Sanitize(answer.Outcome ?? string.Empty)}.");
     }
 
     private async Task<HttpResponseMessage> PostAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken)
     {
         using var client = httpClientFactory.CreateClient(CoordinatorServer.ParticipantClientName);
         var target = new Uri(callbackUrl.AbsoluteUri.TrimEnd('/') + "/" + action);
-        return await client.PostAsJsonAsync(target, new XidMessage(xid.ToString()), Json, cancellationToken).ConfigureAwait(false);
+        return await client.PostAsJsonAsync(target, new CallbackRequest(xid.ToString()), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
     }
 
     private static Uri CallbackUrlOf(ReadOnlyMemory<byte> recoveryData) => new(Encoding.UTF8.GetString(recoveryData.Span), UriKind.Absolute);
@@ -115,12 +112,6 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
         url = parsed;
         return true;
     }
-
-    private sealed record XidMessage(string Xid);
-
-    private sealed record PrepareAnswer(VoteKind Vote, string? Reason);
-
-    private sealed record FinishAnswer(BranchOutcome Outcome);
 
     private sealed class RemoteBranch(RemoteResourceManager resourceManager, Xid xid, Uri callbackUrl) : ITransactionBranch
     {

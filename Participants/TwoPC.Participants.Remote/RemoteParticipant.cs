@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -172,12 +173,12 @@ public sealed class RemoteParticipant : IAsyncDisposable
                 Forget(branch); // no phase 2 follows a No or read-only vote
             }
 
-            return Answer("prepare", xid, vote.Kind.ToString(), Results.Ok(new PrepareAnswer(VoteName(vote.Kind), vote.Reason)));
+            return Answer("prepare", xid, vote.Kind.ToString(), Results.Ok(new PrepareCallbackResponse(VoteName(vote.Kind), vote.Reason)));
         }
 
         // Not in memory (this process restarted, or the request failed before joining): PostgreSQL knows.
         return await ResourceManager.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false)
-            ? Answer("prepare", xid, "Yes (found prepared)", Results.Ok(new PrepareAnswer("yes", null)))
+            ? Answer("prepare", xid, "Yes (found prepared)", Results.Ok(new PrepareCallbackResponse(PrepareCallbackResponse.Yes)))
             : Answer("prepare", xid, "unknown branch", Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Not prepared", detail: $"Branch {xid} is not prepared here (its request failed or never finished)."));
     }
 
@@ -189,7 +190,7 @@ public sealed class RemoteParticipant : IAsyncDisposable
             Forget(branch);
         }
 
-        return Answer("commit", xid, outcome.ToString(), Results.Ok(new FinishAnswer(OutcomeName(outcome))));
+        return Answer("commit", xid, outcome.ToString(), Results.Ok(new FinishCallbackResponse(OutcomeName(outcome))));
     }
 
     internal async Task<IResult> OnRollbackAsync(Xid xid, CancellationToken cancellationToken)
@@ -205,7 +206,7 @@ public sealed class RemoteParticipant : IAsyncDisposable
             if (ended is { } outcome)
             {
                 Forget(branch);
-                return Answer("rollback", xid, outcome.ToString(), Results.Ok(new FinishAnswer(OutcomeName(outcome))));
+                return Answer("rollback", xid, outcome.ToString(), Results.Ok(new FinishCallbackResponse(OutcomeName(outcome))));
             }
         }
 
@@ -215,7 +216,7 @@ public sealed class RemoteParticipant : IAsyncDisposable
             Forget(branch);
         }
 
-        return Answer("rollback", xid, rolledBack.ToString(), Results.Ok(new FinishAnswer(OutcomeName(rolledBack))));
+        return Answer("rollback", xid, rolledBack.ToString(), Results.Ok(new FinishCallbackResponse(OutcomeName(rolledBack))));
     }
 
     /// <summary>
@@ -334,22 +335,12 @@ public sealed class RemoteParticipant : IAsyncDisposable
 
     private static string VoteName(Participants.VoteKind vote) => vote switch
     {
-        Participants.VoteKind.Yes => "yes",
-        Participants.VoteKind.ReadOnly => "readOnly",
-        _ => "no",
+        Participants.VoteKind.Yes => PrepareCallbackResponse.Yes,
+        Participants.VoteKind.ReadOnly => PrepareCallbackResponse.ReadOnly,
+        _ => PrepareCallbackResponse.No,
     };
 
-    private static string OutcomeName(BranchOutcome outcome) => outcome switch
-    {
-        BranchOutcome.Committed => "committed",
-        BranchOutcome.RolledBack => "rolledBack",
-        BranchOutcome.Mixed => "mixed",
-        _ => "unknown",
-    };
-
-    private sealed record PrepareAnswer(string Vote, string? Reason);
-
-    private sealed record FinishAnswer(string Outcome);
+    private static string OutcomeName(BranchOutcome outcome) => JsonNamingPolicy.CamelCase.ConvertName(outcome.ToString());
 }
 
 /// <summary>What participant-side recovery did with one prepared branch.</summary>

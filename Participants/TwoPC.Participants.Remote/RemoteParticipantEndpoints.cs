@@ -103,10 +103,10 @@ public static class RemoteParticipantEndpoints
 
     private static async Task<IResult> WithXidAsync(HttpRequest request, Func<Xid, Task<IResult>> action)
     {
-        XidBody? body;
+        CallbackRequest? body;
         try
         {
-            body = request.HasJsonContentType() ? await request.ReadFromJsonAsync<XidBody>(TwoPCJson.Options, request.HttpContext.RequestAborted).ConfigureAwait(false) : null;
+            body = request.HasJsonContentType() ? await request.ReadFromJsonAsync<CallbackRequest>(TwoPCJson.Options, request.HttpContext.RequestAborted).ConfigureAwait(false) : null;
         }
         catch (JsonException)
         {
@@ -117,6 +117,4 @@ public static class RemoteParticipantEndpoints
             ? await action(xid).ConfigureAwait(false)
             : Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: $"Send {{ \"xid\": \"...\" }} with a TwoPC XID; got {TransactionIdFormatException.Sanitize(body?.Xid ?? string.Empty)}.");
     }
-
-    private sealed record XidBody(string? Xid);
 }
