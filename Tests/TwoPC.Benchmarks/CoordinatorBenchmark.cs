@@ -146,7 +146,12 @@ public static class CoordinatorBenchmark
 }
 
 /// <summary>Result of one load cell.</summary>
-public sealed record Measurement(double PerSecond, double P50, double P99, long Operations);
+public sealed record Measurement(double PerSecond, double P50, double P99, long Operations)
+{
+    /// <summary>The average of two runs of one cell (measured in opposite variant orders).</summary>
+    public static Measurement Mean(Measurement x, Measurement y) =>
+        new((x.PerSecond + y.PerSecond) / 2, (x.P50 + y.P50) / 2, (x.P99 + y.P99) / 2, x.Operations + y.Operations);
+}
 
 /// <summary>A closed-loop load: N workers run an operation back to back for a fixed time.</summary>
 public static class Load

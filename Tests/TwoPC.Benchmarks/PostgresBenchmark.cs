@@ -99,7 +99,7 @@ public static class PostgresBenchmark
             var o2 = await Load.RunAsync(concurrency, duration, onePhaseTransactions);
             var r2 = await Load.RunAsync(concurrency, duration, rawTransaction);
             var t2 = await Load.RunAsync(concurrency, duration, twoPCTransaction);
-            var (twoPC, raw, onePhase) = (Mean(first.T, t2), Mean(first.R, r2), Mean(first.O, o2));
+            var (twoPC, raw, onePhase) = (Measurement.Mean(first.T, t2), Measurement.Mean(first.R, r2), Measurement.Mean(first.O, o2));
             rows.Add((concurrency, twoPC, raw, onePhase));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: TwoPC {twoPC.PerSecond:N0}/s, raw 2PC {raw.PerSecond:N0}/s, two one-phase commits {onePhase.PerSecond:N0}/s"));
         }
@@ -128,9 +128,6 @@ public static class PostgresBenchmark
         logDirectory.Delete(recursive: true);
         return 0;
     }
-
-    private static Measurement Mean(Measurement x, Measurement y) =>
-        new((x.PerSecond + y.PerSecond) / 2, (x.P50 + y.P50) / 2, (x.P99 + y.P99) / 2, x.Operations + y.Operations);
 
     private static async Task UpdateAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, int id)
     {

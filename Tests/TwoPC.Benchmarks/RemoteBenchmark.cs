@@ -101,7 +101,7 @@ public static class RemoteBenchmark
             var p2 = await Load.RunAsync(concurrency, duration, plain);
             var e2 = await Load.RunAsync(concurrency, duration, embeddedTransaction);
             var r2 = await Load.RunAsync(concurrency, duration, remote);
-            var (r, e, p) = (Mean(first.R, r2), Mean(first.E, e2), Mean(first.P, p2));
+            var (r, e, p) = (Measurement.Mean(first.R, r2), Measurement.Mean(first.E, e2), Measurement.Mean(first.P, p2));
             rows.Add((concurrency, r, e, p));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: remote {r.PerSecond:N0}/s, embedded {e.PerSecond:N0}/s, plain HTTP {p.PerSecond:N0}/s"));
         }
@@ -158,7 +158,4 @@ public static class RemoteBenchmark
         command.Parameters.AddWithValue(Guid.NewGuid().ToString("N"));
         await command.ExecuteNonQueryAsync();
     }
-
-    private static Measurement Mean(Measurement x, Measurement y) =>
-        new((x.PerSecond + y.PerSecond) / 2, (x.P50 + y.P50) / 2, (x.P99 + y.P99) / 2, x.Operations + y.Operations);
 }

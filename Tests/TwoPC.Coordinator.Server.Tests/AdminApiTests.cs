@@ -1,10 +1,11 @@
-using System.Net;
 using System.Net.Http.Json;
-using System.Text;
+using System.Net;
 using System.Text.Json;
+using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using TwoPC.Protocol;
+using TwoPC.Testing;
 
 namespace TwoPC.Coordinator.Server.Tests;
 
@@ -320,20 +321,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         return [.. (await response.Content.ReadFromJsonAsync<JsonElement>()).EnumerateArray()];
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        for (var i = 0; i < 500; i++)
-        {
-            if (await condition())
-            {
-                return;
-            }
-
-            await Task.Delay(20);
-        }
-
-        Assert.Fail("the condition did not become true");
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition) => Eventually.TrueAsync(condition, TimeSpan.FromSeconds(10));
 
     /// <summary>Polls <c>GET /admin/in-doubt</c> until the branch <paramref name="xid"/> is listed and matches.</summary>
     private static async Task<JsonElement> WaitForInDoubtAsync(HttpClient client, string xid, Func<JsonElement, bool> matches)

@@ -1,5 +1,6 @@
 using System.Net;
 using TwoPC.Client;
+using TwoPC.Testing;
 
 namespace TwoPC.Remote.Tests;
 

@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Net;
+using System.Diagnostics;
 using System.Net.Http.Json;
+using System.Net;
 using Dapper;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -14,6 +14,7 @@ using TwoPC.Client;
 using TwoPC.Coordinator.Server;
 using TwoPC.Participants.Remote;
 using TwoPC.TestServers.Internal;
+using TwoPC.Testing;
 using TwoPC.Transactions;
 
 namespace TwoPC.Remote.Tests;

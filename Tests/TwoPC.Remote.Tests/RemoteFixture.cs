@@ -144,31 +144,3 @@ public sealed class LedgerProcess : IDisposable
 
     public void Dispose() => _process?.Dispose();
 }
-
-/// <summary>Polls a condition until it holds or a timeout passes (then fails with a description).</summary>
-public static class Eventually
-{
-    public static async Task TrueAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string>? describe = null)
-    {
-        var clock = Stopwatch.StartNew();
-        Exception? last = null;
-        while (clock.Elapsed < timeout)
-        {
-            try
-            {
-                if (await condition())
-                {
-                    return;
-                }
-            }
-            catch (Exception ex) when (ex is HttpRequestException or NpgsqlException or TaskCanceledException)
-            {
-                last = ex;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"Condition not met within {timeout.TotalSeconds:0.#} s{(last is null ? string.Empty : " (last error: " + last.Message + ")")}.\n{describe?.Invoke()}");
-    }
-}

@@ -383,15 +383,7 @@ public sealed class ForcedResolutionTests
         await coordinator.DisposeAsync();
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 1000 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition(), "the condition did not become true");
-    }
+    private static Task WaitUntilAsync(Func<bool> condition) => Eventually.TrueAsync(condition, TimeSpan.FromSeconds(10));
 
     private sealed class TestMeterFactory : IMeterFactory
     {
