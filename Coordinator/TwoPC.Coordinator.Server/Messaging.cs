@@ -131,7 +131,10 @@ internal sealed class MessageStaging(TransactionCoordinator coordinator)
 {
     private readonly ConditionalWeakTable<GlobalTransaction, RabbitMqBranch> _branches = [];
 
-    private RabbitMqResourceManager ResourceManager =>
+    private RabbitMqResourceManager? _resourceManager;
+
+    // Registered at host start, before the API serves; looked up once.
+    private RabbitMqResourceManager ResourceManager => _resourceManager ??=
         coordinator.ResourceManagers.OfType<RabbitMqResourceManager>().FirstOrDefault()
         ?? throw new InvalidOperationException("The RabbitMQ resource manager is not registered yet.");
 

@@ -13,6 +13,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
 {
     private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _live = new();
     private readonly Lock _registering = new();
+    private readonly ConcurrentDictionary<string, RemoteResourceManager> _remotes = new(StringComparer.Ordinal);
     private long _lastPrune;
 
     /// <summary>The coordinator.</summary>
@@ -41,11 +42,18 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     /// <exception cref="ArgumentException">The name is invalid.</exception>
     public RemoteResourceManager GetOrRegisterRemote(string name)
     {
+        // Every branch registration comes here: known names are answered without the lock or a scan.
+        if (_remotes.TryGetValue(name, out var known))
+        {
+            return known;
+        }
+
         lock (_registering)
         {
             var existing = coordinator.ResourceManagers.FirstOrDefault(r => string.Equals(r.Name, name, StringComparison.Ordinal));
             if (existing is RemoteResourceManager remote)
             {
+                _remotes[name] = remote;
                 return remote;
             }
 
@@ -56,6 +64,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
 
             var created = new RemoteResourceManager(name, httpClientFactory);
             coordinator.RegisterResourceManager(created);
+            _remotes[name] = created;
             return created;
         }
     }
