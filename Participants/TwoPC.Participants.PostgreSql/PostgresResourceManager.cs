@@ -48,6 +48,10 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// <inheritdoc />
     public string Name { get; }
 
+    /// <inheritdoc />
+    /// <remarks>PostgreSQL's <c>COMMIT</c> and <c>COMMIT PREPARED</c> are atomic.</remarks>
+    public bool CommitsAtomically => true;
+
     /// <summary>The data source branches and phase 2 take connections from.</summary>
     public NpgsqlDataSource DataSource { get; }
 

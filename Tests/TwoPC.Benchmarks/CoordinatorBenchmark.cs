@@ -120,6 +120,8 @@ public static class CoordinatorBenchmark
     {
         public string Name => name;
 
+        public bool CommitsAtomically => true;
+
         public ITransactionBranch CreateBranch(Xid xid) => new Branch(this);
 
         public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) => ValueTask.FromResult(BranchOutcome.Committed);

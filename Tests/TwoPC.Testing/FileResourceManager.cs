@@ -25,6 +25,10 @@ public sealed class FileResourceManager : IResourceManager
     /// <inheritdoc />
     public string Name { get; }
 
+    /// <summary>Whether this resource declares its commit atomic (default <see langword="true"/>: a commit is one
+    /// atomic rename); <see langword="false"/> makes the coordinator prepare and log even a lone branch.</summary>
+    public bool CommitsAtomically { get; set; } = true;
+
     /// <summary>Where the branch files live.</summary>
     public string Directory { get; }
 

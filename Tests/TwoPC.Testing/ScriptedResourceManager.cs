@@ -32,6 +32,10 @@ public sealed class ScriptedResourceManager(string name) : IResourceManager
     /// <inheritdoc />
     public string Name { get; } = name;
 
+    /// <summary>Whether this resource declares its commit atomic (default <see langword="true"/>, like a database);
+    /// <see langword="false"/> makes it behave like a publisher or remote participant that must be prepared and logged.</summary>
+    public bool CommitsAtomically { get; set; } = true;
+
     /// <summary>The vote of the next branches (default Yes).</summary>
     public Func<Xid, CancellationToken, ValueTask<Vote>> Prepare { get; set; } = static (_, _) => ValueTask.FromResult(Vote.Yes("data"u8.ToArray()));
 

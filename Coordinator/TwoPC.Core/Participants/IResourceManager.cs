@@ -19,6 +19,21 @@ public interface IResourceManager
     /// <summary>The unique, stable name this resource manager is registered under (1 to 64 characters).</summary>
     string Name { get; }
 
+    /// <summary>
+    /// <see langword="true"/> when committing one of this resource's branches is a single atomic step that
+    /// needs no recovery data to redo (a database's <c>COMMIT</c> or <c>COMMIT PREPARED</c>). Only then may
+    /// the coordinator commit the branch without a forced decision record when it is the only branch to
+    /// commit (the one-phase path, or the single Yes among read-only branches): a crash before that commit
+    /// leaves the branch to presumed abort, which is atomic too.
+    /// </summary>
+    /// <remarks>
+    /// The default, <see langword="false"/>, is the safe answer: a resource whose commit takes several steps
+    /// (publishing staged messages one by one) or must be re-driven from its recovery data (a remote
+    /// participant reached by callback) is always prepared, and its commit decision forced to the log, so
+    /// that phase 2 is retried until it is acknowledged, also after a restart.
+    /// </remarks>
+    bool CommitsAtomically => false;
+
     /// <summary>Commits a prepared branch (phase 2) and reports what became of it.</summary>
     /// <returns><see cref="BranchOutcome.Committed"/> when the branch is committed (also when it already was);
     /// <see cref="BranchOutcome.RolledBack"/> when someone else rolled it back: a heuristic outcome.</returns>

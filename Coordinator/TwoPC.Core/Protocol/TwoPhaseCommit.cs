@@ -13,13 +13,16 @@ namespace TwoPC.Protocol;
 /// </summary>
 /// <remarks>
 /// <list type="number">
-/// <item>No branch → committed. One branch → commit it in one phase, log nothing.</item>
+/// <item>No branch → committed. One branch whose resource commits atomically (<see cref="IResourceManager.CommitsAtomically"/>)
+/// → commit it in one phase, log nothing. Any other lone branch (a publisher, a remote participant) goes through
+/// both phases below, so that its commit is logged and retried until acknowledged.</item>
 /// <item>Phase 1: prepare every branch in parallel, bounded by the transaction's deadline. Any No,
 /// failure or timeout → roll back every branch; a rollback is never logged (presumed abort).</item>
 /// <item>All read-only → committed, log nothing. Deadline passed → roll back (never log a commit
 /// decision late: recovery may already presume the transaction aborted).</item>
-/// <item>More than one Yes → force one commit-decision record. Exactly one Yes (the others read-only)
-/// needs no record: if we crash before its commit, presumed abort rolls it back, which is atomic too.</item>
+/// <item>Force one commit-decision record, unless exactly one branch voted Yes (the others read-only)
+/// and its resource commits atomically: if we crash before that commit, presumed abort rolls it back,
+/// which is atomic too. A non-atomic commit (N confirmed publishes) must be re-driven from the log.</item>
 /// <item>Phase 2: commit every Yes branch in parallel, retrying each until it answers, independent of
 /// the caller's cancellation. All committed → append END without forcing. Anything else is a
 /// heuristic outcome: forced to the log and kept until an operator forgets it.</item>
@@ -54,7 +57,7 @@ internal sealed class TwoPhaseCommit(
             return await RollBackAsync(tx, branches, new PrepareResult[branches.Length], "the transaction timed out before commit", started).ConfigureAwait(false);
         }
 
-        if (branches.Length == 1)
+        if (branches.Length == 1 && branches[0].ResourceManager.CommitsAtomically)
         {
             return await CommitOnePhaseAsync(tx, branches[0], started).ConfigureAwait(false);
         }
@@ -98,7 +101,7 @@ internal sealed class TwoPhaseCommit(
             return await RollBackAsync(tx, branches, votes, "the deadline passed before the commit decision", started).ConfigureAwait(false);
         }
 
-        var logged = yes.Count > 1;
+        var logged = yes.Count > 1 || !branches[Array.FindIndex(votes, v => v.Vote!.Kind == VoteKind.Yes)].ResourceManager.CommitsAtomically;
         var decidedAt = time.GetUtcNow();
         if (logged)
         {
