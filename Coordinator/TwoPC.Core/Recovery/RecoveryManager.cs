@@ -30,6 +30,13 @@ public enum InDoubtResolution
 
     /// <summary>Rolling it back failed; retried in the next pass.</summary>
     Failed,
+
+    /// <summary>
+    /// It names this node but a transaction this coordinator never began (a later epoch, or a sequence not yet
+    /// issued): another coordinator uses the same node id on a different log, or the log was restored from an
+    /// older copy. Left alone: presuming it aborted could undo another coordinator's commit.
+    /// </summary>
+    NodeIdConflict,
 }
 
 /// <summary>One in-doubt branch seen by a recovery pass (or, for <see cref="InDoubtResolution.Committing"/>
@@ -59,6 +66,9 @@ public sealed record RecoveryReport(IReadOnlyList<InDoubtReport> Branches, IRead
 /// node's id; the log was read (the coordinator only starts after it was); no logged decision or
 /// heuristic covers it; its transaction was not live when the pass began nor is now, and was begun
 /// before the pass began; and it has been in doubt longer than the orphan safety interval.
+/// A branch of this node's id that this coordinator cannot have begun (an epoch later than this start's,
+/// or a sequence this epoch has not issued yet) proves a second coordinator with the same node id on
+/// another log: it is reported, loudly, and never touched.
 /// </remarks>
 internal sealed class RecoveryManager(
     TransactionCoordinatorOptions options,
@@ -73,6 +83,7 @@ internal sealed class RecoveryManager(
     TimeProvider time) : IDisposable
 {
     private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _conflictsReported = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private readonly Lock _leftAloneGate = new();
     private (InDoubtReport Report, DateTimeOffset SeenAt)[] _leftAlone = [];
@@ -163,7 +174,14 @@ internal sealed class RecoveryManager(
                     var firstSeen = _firstSeen.GetOrAdd(key, now);
                     var age = now - (branch.PreparedAt is { } prepared && prepared < firstSeen ? prepared : firstSeen);
                     var resolution = Classify(branch.Xid, age, liveAtStart, currentEpoch, sequenceAtStart, out var reason);
-                    if (resolution == InDoubtResolution.RolledBack)
+                    if (resolution == InDoubtResolution.NodeIdConflict)
+                    {
+                        if (_conflictsReported.TryAdd(key, true))
+                        {
+                            logger.NodeIdConflict(branch.Xid, rm.Name, node.Value, reason!);
+                        }
+                    }
+                    else if (resolution == InDoubtResolution.RolledBack)
                     {
                         (resolution, reason) = await RollBackOrphanAsync(rm, branch.Xid, age, cancellationToken).ConfigureAwait(false);
                     }
@@ -230,9 +248,22 @@ internal sealed class RecoveryManager(
             return InDoubtResolution.Live;
         }
 
-        if (id.Epoch > currentEpoch || (id.Epoch == currentEpoch && id.Sequence >= sequenceAtStart))
+        if (id.Epoch > currentEpoch)
         {
-            // Begun after this pass started (or from a future epoch): look again next pass.
+            reason = $"its epoch {id.Epoch} is later than this coordinator's epoch {currentEpoch}: another coordinator is using node id {node.Value} on a different log (or this log was restored from an older copy)";
+            return InDoubtResolution.NodeIdConflict;
+        }
+
+        if (id.Epoch == currentEpoch && id.Sequence > nextSequence())
+        {
+            // Sequences are issued in order, so one above the last issued was begun by someone else.
+            reason = $"its sequence {id.Sequence} was never issued in this coordinator's epoch {currentEpoch}: another coordinator is using node id {node.Value} on a different log";
+            return InDoubtResolution.NodeIdConflict;
+        }
+
+        if (id.Epoch == currentEpoch && id.Sequence >= sequenceAtStart)
+        {
+            // Begun after this pass started: look again next pass.
             return InDoubtResolution.TooYoung;
         }
 

@@ -84,6 +84,30 @@ public sealed class RecoveryTests
     }
 
     [Fact]
+    public async Task Item12_a_branch_this_node_never_began_is_a_node_id_conflict_and_is_left_alone()
+    {
+        // Another coordinator named "node-a" runs on a different log: its transactions carry our node id
+        // with an epoch or a sequence we never issued. Presuming them aborted could undo its commits.
+        var log = new InMemoryTransactionLog();
+        var a = new ScriptedResourceManager("a");
+        var laterEpoch = Xid.ForBranch(new GlobalTransactionId(Node, 9, 3), 1);
+        var unissuedSequence = Xid.ForBranch(new GlobalTransactionId(Node, 1, 500), 1);
+        a.AddPrepared(laterEpoch);
+        a.AddPrepared(unissuedSequence);
+
+        await using var coordinator = await StartAsync(log, a);
+        Assert.Equal(1UL, coordinator.Epoch);
+        await Task.Delay(20);
+        var report = await coordinator.RecoverAsync();
+
+        Assert.All(report.Branches, b => Assert.Equal(InDoubtResolution.NodeIdConflict, b.Resolution));
+        Assert.Contains(report.Branches, b => b.Detail!.Contains("another coordinator is using node id node-a", StringComparison.Ordinal));
+        Assert.Equal(TestBranchState.Prepared, a.States[laterEpoch]);
+        Assert.Equal(TestBranchState.Prepared, a.States[unissuedSequence]);
+        Assert.Equal(2, report.LeftInDoubt);
+    }
+
+    [Fact]
     public async Task An_orphan_younger_than_the_safety_interval_is_left_for_a_later_pass()
     {
         var log = new InMemoryTransactionLog();
