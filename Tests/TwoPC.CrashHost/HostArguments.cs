@@ -8,6 +8,7 @@ namespace TwoPC.CrashHost;
 /// <code>
 /// run     --log DIR [--segment-size BYTES] --data DIR --participants N --transactions T --concurrency C --seed S
 ///         [--no-votes P] [--crash-step STEP --crash-at K [--crash-k I]] [--fail-log-at K]
+///         [--shape all|single-yes|one-phase] [--atomic true|false]
 /// recover --log DIR [--segment-size BYTES] --data DIR --participants N [--crash-step STEP --crash-at K [--crash-k I]]
 /// </code>
 /// </summary>
@@ -17,6 +18,10 @@ namespace TwoPC.CrashHost;
 /// <c>--crash-k I</c> restricts the count to the calls whose index is I; 0 (the default) counts every call.
 /// <c>--fail-log-at K</c> makes the K-th commit decision durable and then fails the log (see
 /// <see cref="FaultInjectingLog"/>); the run then stays up, fail-stopped, until it is killed.
+/// <c>--shape</c> says which branches a transaction has: <c>all</c> (default) one writing branch per
+/// participant; <c>single-yes</c> a writing branch at rm0 and read-only branches at the others;
+/// <c>one-phase</c> only rm0's writing branch. <c>--atomic false</c> makes the participants declare a
+/// non-atomic commit (like a publisher or a remote participant), so even a lone Yes is logged.
 /// </remarks>
 internal sealed record HostArguments(
     string Mode,
@@ -31,10 +36,12 @@ internal sealed record HostArguments(
     int CrashAt,
     int CrashIndex,
     long? SegmentSize,
-    int FailLogAt)
+    int FailLogAt,
+    string Shape = "all",
+    bool Atomic = true)
 {
     public const string Usage =
-        "usage: TwoPC.CrashHost run --log DIR [--segment-size BYTES] --data DIR --participants N --transactions T --concurrency C --seed S [--no-votes P] [--crash-step STEP --crash-at K [--crash-k I]] [--fail-log-at K]\n" +
+        "usage: TwoPC.CrashHost run --log DIR [--segment-size BYTES] --data DIR --participants N --transactions T --concurrency C --seed S [--no-votes P] [--crash-step STEP --crash-at K [--crash-k I]] [--fail-log-at K] [--shape all|single-yes|one-phase] [--atomic true|false]\n" +
         "       TwoPC.CrashHost recover --log DIR [--segment-size BYTES] --data DIR --participants N [--crash-step STEP --crash-at K [--crash-k I]]\n" +
         "STEP: BeforePrepare | AfterPrepare | DecisionLogged | AfterBranchCommitted | AfterEnd";
 
@@ -67,7 +74,7 @@ internal sealed record HostArguments(
 
         var known = new HashSet<string>(StringComparer.Ordinal)
         {
-            "log", "data", "segment-size", "participants", "transactions", "concurrency", "seed", "no-votes", "crash-step", "crash-at", "crash-k", "fail-log-at",
+            "log", "data", "segment-size", "participants", "transactions", "concurrency", "seed", "no-votes", "crash-step", "crash-at", "crash-k", "fail-log-at", "shape", "atomic",
         };
         foreach (var name in values.Keys)
         {
@@ -102,7 +109,14 @@ internal sealed record HostArguments(
             values.TryGetValue("segment-size", out var segment)
                 ? long.TryParse(segment, NumberStyles.Integer, CultureInfo.InvariantCulture, out var size) ? size : throw new FormatException($"--segment-size must be an integer, got '{segment}'")
                 : null,
-            run ? Int(values, "fail-log-at", 0) : 0);
+            run ? Int(values, "fail-log-at", 0) : 0,
+            values.GetValueOrDefault("shape", "all"),
+            !values.TryGetValue("atomic", out var atomic) || (bool.TryParse(atomic, out var isAtomic) ? isAtomic : throw new FormatException($"--atomic must be true or false, got '{atomic}'")));
+
+        if (parsedArgs.Shape is not ("all" or "single-yes" or "one-phase"))
+        {
+            throw new FormatException($"--shape must be all, single-yes or one-phase, got '{parsedArgs.Shape}'");
+        }
 
         if (parsedArgs.Participants < 1 || parsedArgs.Participants > 64)
         {

@@ -120,7 +120,14 @@ internal static class Host
                     {
                         var rm = participants[j];
                         var value = $"tx{i}-rm{j}-seed{a.Seed}";
-                        tx.Enlist(xid => rm.CreateBranch(xid, value));
+                        if (j == 0 || a.Shape == "all")
+                        {
+                            tx.Enlist(xid => rm.CreateBranch(xid, value));
+                        }
+                        else if (a.Shape == "single-yes")
+                        {
+                            tx.Enlist(rm.CreateReadOnlyBranch);
+                        }
                     }
 
                     try
@@ -220,7 +227,7 @@ internal static class Host
         var participants = new FileResourceManager[a.Participants];
         for (var i = 0; i < participants.Length; i++)
         {
-            participants[i] = new FileResourceManager(HostArguments.ParticipantName(i), a.ParticipantDirectory(i));
+            participants[i] = new FileResourceManager(HostArguments.ParticipantName(i), a.ParticipantDirectory(i)) { CommitsAtomically = a.Atomic };
         }
 
         var logOptions = new FileTransactionLogOptions { Directory = a.LogDirectory };

@@ -38,6 +38,9 @@ public sealed class FileResourceManager : IResourceManager
     /// <summary>Creates a branch that will write <paramref name="value"/> when it commits.</summary>
     public ITransactionBranch CreateBranch(Xid xid, string value) => new Branch(this, xid, value);
 
+    /// <summary>Creates a branch that reads only: it votes read-only (or no, when <see cref="VoteNo"/> says so) and writes nothing.</summary>
+    public ITransactionBranch CreateReadOnlyBranch(Xid xid) => new ReadOnlyBranch(this, xid);
+
     /// <summary>Reads the state of every branch in <paramref name="directory"/>.</summary>
     public static IReadOnlyDictionary<string, TestBranchState> ReadStates(string directory)
     {
@@ -166,5 +169,17 @@ public sealed class FileResourceManager : IResourceManager
         }
 
         public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken) => rm.RollbackAsync(xid, default, cancellationToken);
+    }
+
+    private sealed class ReadOnlyBranch(FileResourceManager rm, Xid xid) : ITransactionBranch
+    {
+        public IResourceManager ResourceManager => rm;
+
+        public ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken) =>
+            ValueTask.FromResult(rm.VoteNo?.Invoke(xid) == true ? Vote.No("scripted no vote") : Vote.ReadOnly);
+
+        public ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken) => ValueTask.FromResult(BranchOutcome.Committed);
+
+        public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken) => ValueTask.FromResult(BranchOutcome.RolledBack);
     }
 }

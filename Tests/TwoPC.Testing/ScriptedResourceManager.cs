@@ -51,6 +51,9 @@ public sealed class ScriptedResourceManager(string name) : IResourceManager
     /// <summary>When set, commit answers this instead of committing (heuristic tests).</summary>
     public BranchOutcome? CommitAnswer { get; set; }
 
+    /// <summary>When set, every phase-2 commit first awaits this (a slow resource; it may ignore the token).</summary>
+    public Func<Xid, CancellationToken, Task>? BeforeCommit { get; set; }
+
     /// <summary>When set, rollback answers this instead of rolling back.</summary>
     public BranchOutcome? RollbackAnswer { get; set; }
 
@@ -80,9 +83,14 @@ public sealed class ScriptedResourceManager(string name) : IResourceManager
     public void SetState(Xid xid, TestBranchState state) => _states[xid] = state;
 
     /// <inheritdoc />
-    public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
+    public async ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
         _calls.Enqueue("commit " + xid);
+        if (BeforeCommit is { } before)
+        {
+            await before(xid, cancellationToken).ConfigureAwait(false);
+        }
+
         if (Interlocked.Decrement(ref _commitFailuresRemaining) >= 0)
         {
             throw new IOException("scripted transient commit failure");
@@ -90,12 +98,12 @@ public sealed class ScriptedResourceManager(string name) : IResourceManager
 
         if (CommitAnswer is { } answer)
         {
-            return ValueTask.FromResult(answer);
+            return answer;
         }
 
         CommittedRecoveryData[xid] = recoveryData.ToArray();
         var state = _states.AddOrUpdate(xid, TestBranchState.Committed, static (_, s) => s == TestBranchState.Prepared ? TestBranchState.Committed : s);
-        return ValueTask.FromResult(state == TestBranchState.RolledBack ? BranchOutcome.RolledBack : BranchOutcome.Committed);
+        return state == TestBranchState.RolledBack ? BranchOutcome.RolledBack : BranchOutcome.Committed;
     }
 
     /// <inheritdoc />

@@ -70,6 +70,9 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 1019, Level = LogLevel.Warning, Message = "Transaction log warning on open: {Warning}")]
     public static partial void LogOpenWarning(this ILogger logger, string warning);
 
+    [LoggerMessage(EventId = 1020, Level = LogLevel.Information, Message = "Transaction {TransactionId} committed at every branch; its END record was not appended ({Why}): a restart repeats its idempotent commits")]
+    public static partial void EndNotLogged(this ILogger logger, GlobalTransactionId transactionId, string why);
+
     [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Recovery: re-driving phase 2 of {Count} logged commit decisions; {Heuristics} heuristic outcomes on record")]
     public static partial void RecoveryLoaded(this ILogger logger, int count, int heuristics);
 
@@ -105,6 +108,9 @@ internal static partial class LogMessages
 
     [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "Resource manager {ResourceManager} was not registered; the resource manager resolver supplied it")]
     public static partial void ResourceManagerResolved(this ILogger logger, string resourceManager);
+
+    [LoggerMessage(EventId = 3020, Level = LogLevel.Critical, Message = "Recovery: in-doubt branch {Xid} in {ResourceManager} names this node id but a transaction this coordinator never began ({Why}): another coordinator is using node id {NodeId} on a different log, or this log was restored from an older copy. Node ids must be unique per log; the branch is left alone")]
+    public static partial void NodeIdConflict(this ILogger logger, Xid xid, string resourceManager, string nodeId, string why);
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "The resource manager resolver failed for {ResourceManager}")]
     public static partial void ResourceManagerResolverFailed(this ILogger logger, Exception exception, string resourceManager);

@@ -94,6 +94,9 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <summary>Number of logged commit decisions whose phase 2 recovery is still driving.</summary>
     public int RecoveringTransactions => _table.RecoveringCount;
 
+    /// <summary>Commits and rollbacks running now (what a shutdown waits for).</summary>
+    internal int InFlightCompletions => _table.CompletionCount;
+
     /// <summary>In-doubt branches the last recovery pass left alone (other nodes', too young, or heuristic).</summary>
     public int InDoubtBranches => _recovery.LeftInDoubt;
 
@@ -239,7 +242,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         var completion = transaction.BeginCompletion(TransactionState.Preparing, out var owner, out var branches);
         if (owner)
         {
-            Run(transaction, completion, _protocol.CommitAsync(transaction, branches, cancellationToken));
+            Run(transaction, completion, () => _protocol.CommitAsync(transaction, branches, cancellationToken));
         }
 
         return completion.Task.WaitAsync(cancellationToken);
@@ -255,22 +258,40 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         var completion = transaction.BeginCompletion(TransactionState.RollingBack, out var owner, out var branches);
         if (owner)
         {
-            Run(transaction, completion, _protocol.RollbackAsync(transaction, branches, reason));
+            Run(transaction, completion, () => _protocol.RollbackAsync(transaction, branches, reason));
         }
 
         return completion.Task;
     }
 
-    private void Run(GlobalTransaction transaction, TaskCompletionSource<TransactionOutcome> completion, Task<TransactionOutcome> protocol)
+    private void Run(GlobalTransaction transaction, TaskCompletionSource<TransactionOutcome> completion, Func<Task<TransactionOutcome>> start)
     {
+        // Tracked before the protocol starts: a completion that finishes synchronously (read-only, empty)
+        // removes itself from the table, and tracking it afterwards would leak it there forever.
         _table.TrackCompletion(transaction.Id, completion.Task);
+        Task<TransactionOutcome> protocol;
+        try
+        {
+            protocol = start();
+        }
+        catch (Exception ex)
+        {
+            protocol = Task.FromException<TransactionOutcome>(ex);
+        }
+
         protocol.ContinueWith(
             static (t, state) =>
             {
-                var tcs = (TaskCompletionSource<TransactionOutcome>)state!;
+                var (tcs, id) = ((TaskCompletionSource<TransactionOutcome>, GlobalTransactionId))state!;
                 if (t.IsCompletedSuccessfully)
                 {
                     tcs.TrySetResult(t.Result);
+                }
+                else if (t.IsCanceled)
+                {
+                    // Only the coordinator's shutdown cancels a running protocol (phase-2 retries stop with it);
+                    // a cancelled task has no exception to pass on, so say what happened instead of leaving the caller waiting.
+                    tcs.TrySetException(new OperationCanceledException($"The coordinator stopped before transaction {id} finished; if its commit decision was logged, recovery completes it after the restart."));
                 }
                 else
                 {
@@ -279,7 +300,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                     tcs.TrySetException(t.Exception!.InnerExceptions);
                 }
             },
-            completion,
+            (completion, transaction.Id),
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);

@@ -36,6 +36,8 @@ internal sealed class TransactionTable(int recentCapacity)
 
     public Task[] RunningCompletions() => [.. _completions.Values, .. _recovering.Values];
 
+    public int CompletionCount => _completions.Count;
+
     public void AddRecovering(GlobalTransactionId id, Task<TransactionOutcome> phaseTwo) => _recovering[id] = phaseTwo;
 
     public bool IsRecovering(GlobalTransactionId id) => _recovering.ContainsKey(id);

@@ -208,10 +208,12 @@ internal sealed class TwoPhaseCommit(
                 {
                     log.LogEnd(id);
                 }
-                catch (TransactionLogFailedException)
+                catch (Exception ex) when (ex is TransactionLogFailedException or ObjectDisposedException)
                 {
-                    // END is optional (a missing one only repeats idempotent commits after a restart),
-                    // so a failed log does not change an outcome every branch has acknowledged.
+                    // END is optional (a missing one only repeats idempotent commits after a restart), so a
+                    // failed log, or one a shutdown already closed, does not change an outcome every branch
+                    // has acknowledged: the caller is told Committed.
+                    logger.EndNotLogged(id, ex.Message);
                 }
 
                 await StepAsync(ProtocolStep.AfterEnd, id, 0).ConfigureAwait(false);

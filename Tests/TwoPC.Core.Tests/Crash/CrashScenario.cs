@@ -53,9 +53,11 @@ internal sealed class CrashScenario : IDisposable
     private readonly StringBuilder _transcript = new();
     private List<string> _heuristics = [];
 
-    public CrashScenario(int participants, string description, long? segmentSize = null)
+    public CrashScenario(int participants, string description, long? segmentSize = null, string shape = "all", bool atomic = true)
     {
         Participants = participants;
+        Shape = shape;
+        Atomic = atomic;
         Description = description;
         SegmentSize = segmentSize;
         Root = Path.Combine(Path.GetTempPath(), "twopc-crash-tests", Guid.NewGuid().ToString("N"));
@@ -65,6 +67,15 @@ internal sealed class CrashScenario : IDisposable
     }
 
     public int Participants { get; }
+
+    /// <summary>Which branches each transaction has (the crash host's <c>--shape</c>).</summary>
+    public string Shape { get; }
+
+    /// <summary>Whether the participants declare an atomic commit (the crash host's <c>--atomic</c>).</summary>
+    public bool Atomic { get; }
+
+    /// <summary>How many branches of a transaction write (and so must all commit or none): every participant's, or only rm0's.</summary>
+    public int Writers => Shape == "all" ? Participants : 1;
 
     public string Description { get; }
 
@@ -95,6 +106,7 @@ internal sealed class CrashScenario : IDisposable
             "--no-votes", spec.NoVotes.ToString("R", CultureInfo.InvariantCulture),
             .. SegmentArguments(),
             .. spec.Crash?.Arguments ?? [],
+            "--shape", Shape, "--atomic", Atomic ? "true" : "false",
         ];
         using var host = CrashHostProcess.Start(arguments);
         var result = await DriveAsync(host, "DONE");
@@ -250,9 +262,9 @@ internal sealed class CrashScenario : IDisposable
                 violations.Add($"{gtrid}: still in doubt after recovery: {described}");
             }
 
-            if (committed != 0 && committed != Participants)
+            if (committed != 0 && committed != Writers)
             {
-                violations.Add($"{gtrid}: NOT ATOMIC, committed at {committed} of {Participants} participants: {described}");
+                violations.Add($"{gtrid}: NOT ATOMIC, committed at {committed} of {Writers} participants: {described}");
             }
         }
 
@@ -264,11 +276,11 @@ internal sealed class CrashScenario : IDisposable
                 var committed = states.Count(s => s.Value == TestBranchState.Committed);
                 switch (kind)
                 {
-                    case "Committed" when committed != Participants:
-                        violations.Add($"{gtrid}: the caller was told Committed, but it is committed at {committed} of {Participants}: {Describe(states)}");
+                    case "Committed" when committed != Writers:
+                        violations.Add($"{gtrid}: the caller was told Committed, but it is committed at {committed} of {Writers}: {Describe(states)}");
                         break;
                     case "RolledBack" when committed != 0:
-                        violations.Add($"{gtrid}: the caller was told RolledBack, but it is committed at {committed} of {Participants}: {Describe(states)}");
+                        violations.Add($"{gtrid}: the caller was told RolledBack, but it is committed at {committed} of {Writers}: {Describe(states)}");
                         break;
                     case "Committed" or "RolledBack":
                         break;
@@ -283,7 +295,7 @@ internal sealed class CrashScenario : IDisposable
         {
             var states = branches.GetValueOrDefault(crashedTransaction) ?? [];
             var committed = states.Count(s => s.Value == TestBranchState.Committed);
-            if (crashedExpectation == CrashedExpectation.Committed && committed != Participants)
+            if (crashedExpectation == CrashedExpectation.Committed && committed != Writers)
             {
                 violations.Add($"{crashedTransaction} (the crashed transaction): expected committed at every participant (its decision was logged), found {Describe(states)}");
             }

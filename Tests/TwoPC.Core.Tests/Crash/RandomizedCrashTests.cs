@@ -58,9 +58,16 @@ public sealed class RandomizedCrashTests
             secondRun = new RunSpec(participants, transactions2, random.Next(1, 17), random.Next(), noVotes, new CrashSpec(step2, k2, random.Next(1, Math.Max(2, transactions2 / 2))), segmentSize);
         }
 
+        // The transaction's shape comes from its own stream, so the workload of a seed stays what it was:
+        // half the seeds run every branch writing; the rest a single writing branch among read-only ones, or
+        // a lone branch; either with atomic or non-atomic commits (a publisher, a remote participant).
+        var shapes = new Random(seed * 31 + 7);
+        var shape = shapes.Next(4) switch { 0 => "single-yes", 1 => "one-phase", _ => "all" };
+        var atomic = shapes.Next(2) == 0;
+
         var spec = new RunSpec(participants, transactions, concurrency, hostSeed, noVotes, new CrashSpec(step, k, at), segmentSize);
-        var description = $"seed={seed} (rerun: TWOPC_CRASH_SEEDS={seed.ToString(CultureInfo.InvariantCulture)}) {spec} recovery-crash={recoveryCrash?.ToString() ?? "none"} second-run={secondRun?.ToString() ?? "none"}";
-        using var scenario = new CrashScenario(participants, description, segmentSize);
+        var description = $"seed={seed} (rerun: TWOPC_CRASH_SEEDS={seed.ToString(CultureInfo.InvariantCulture)}) shape={shape} atomic={atomic} {spec} recovery-crash={recoveryCrash?.ToString() ?? "none"} second-run={secondRun?.ToString() ?? "none"}";
+        using var scenario = new CrashScenario(participants, description, segmentSize, shape, atomic);
 
         var runs = new List<HostResult>();
         var crashed = new List<(string Gtrid, CrashedExpectation Expected)>();
