@@ -188,7 +188,7 @@ public sealed class WalIntegrityTests : IDisposable
 
         await using (var renamed = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "node-b" }, _dir.CreateLog()))
         {
-            var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => renamed.StartAsync());
+            var error = await Assert.ThrowsAsync<TransactionLogNodeMismatchException>(() => renamed.StartAsync());
             Assert.Contains("node-a", error.Message, StringComparison.Ordinal);
             Assert.Contains("node-b", error.Message, StringComparison.Ordinal);
         }
