@@ -6,7 +6,7 @@ namespace TwoPC.Wal;
 internal delegate void WalRecordVisitor(int batchOffset, int recordOffset, byte recordType, ReadOnlySpan<byte> payload);
 
 /// <summary>What damage in a log is, and so what recovery does about it.</summary>
-public enum WalDamageKind
+internal enum WalDamageKind
 {
     /// <summary>Data that was never acknowledged (a crash mid-write): recovery truncates or removes it.</summary>
     TornTail,
