@@ -53,13 +53,18 @@ public sealed class LogLockAcrossProcessesTests
             var otherData = Path.Combine(root.FullName, "data2");
             Directory.CreateDirectory(data);
             Directory.CreateDirectory(otherData);
-            using var holder = CrashHostProcess.Start(["run", "--log", log, "--data", data, "--participants", "2", "--transactions", "5", "--concurrency", "1", "--seed", "1", "--no-votes", "0", "--crash-step", "BeforePrepare", "--crash-at", "1"]);
+            // Both processes run with .NET's file locking switched off.
+            var noFileLocking = new Dictionary<string, string> { ["DOTNET_SYSTEM_IO_DISABLEFILELOCKING"] = "1" };
+            using var holder = CrashHostProcess.StartProgram(
+                Path.Combine("Tests", "TwoPC.CrashHost"),
+                ["run", "--log", log, "--data", data, "--participants", "2", "--transactions", "5", "--concurrency", "1", "--seed", "1", "--no-votes", "0", "--crash-step", "BeforePrepare", "--crash-at", "1"],
+                noFileLocking);
             Assert.NotNull(await holder.WaitForLineAsync(TimeSpan.FromSeconds(45), "CRASHPOINT"));
 
             using var second = CrashHostProcess.StartProgram(
                 Path.Combine("Tests", "TwoPC.CrashHost"),
                 ["run", "--log", log, "--data", otherData, "--participants", "1", "--transactions", "1", "--concurrency", "1", "--seed", "2", "--no-votes", "0"],
-                new Dictionary<string, string> { ["DOTNET_SYSTEM_IO_DISABLEFILELOCKING"] = "1" });
+                noFileLocking);
             var exitCode = await second.WaitForExitAsync(TimeSpan.FromSeconds(45));
 
             Assert.True(exitCode != 0, "the second coordinator ran on a log another process holds:\n" + second.Describe());

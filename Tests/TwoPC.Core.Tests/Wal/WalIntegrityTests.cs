@@ -179,6 +179,43 @@ public sealed class WalIntegrityTests : IDisposable
     }
 
     [Fact]
+    public async Task Item17_user_bytes_that_form_a_valid_batch_inside_a_record_are_never_taken_for_one()
+    {
+        // Recovery data holding exact images of sealed batches (as a hostile or unlucky participant could send).
+        using var image = new WalFrameBuffer();
+        image.WriteFrame((byte)TransactionRecordType.Epoch, 99UL, TransactionRecordCodec.EpochLength, TransactionRecordCodec.EpochEncoder);
+        image.SealBatch(0);
+        var data = Enumerable.Repeat(image.WrittenSpan.ToArray(), 40).SelectMany(b => b).ToArray();
+        var decision = new CommitDecision(Id(4), DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), [new LoggedBranch("rm-0", Xid.ForBranch(Id(4), 0), data)]);
+        await using (var log = _dir.CreateLog())
+        {
+            await log.OpenAsync(CancellationToken.None);
+            for (ulong i = 1; i <= 3; i++)
+            {
+                await log.LogCommitDecisionAsync(Decision(i));
+            }
+
+            await log.LogCommitDecisionAsync(decision);
+        }
+
+        // The crash cut decision 4's batch short: the fake batches in its payload are followed by nothing real.
+        var segment = _dir.LastSegment();
+        var length = new FileInfo(segment).Length;
+        using (var file = File.Open(segment, FileMode.Open))
+        {
+            file.SetLength(length - 7);
+        }
+
+        await using (var reopened = _dir.CreateLog())
+        {
+            var state = await reopened.OpenAsync(CancellationToken.None);
+            Assert.Contains("Truncated", Assert.Single(state.Warnings), StringComparison.Ordinal);
+            AssertPending(state, Range(1, 3));
+            Assert.Equal(2UL, state.Epoch); // the epoch 99 inside the payload was never read as a record
+        }
+    }
+
+    [Fact]
     public async Task Item11_a_log_written_under_another_node_id_refuses_to_start_naming_both_ids()
     {
         await using (var first = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "node-a" }, _dir.CreateLog()))
