@@ -81,6 +81,39 @@ public sealed class WalIntegrityTests : IDisposable
     }
 
     [Fact]
+    public async Task Item16_an_emptied_segment_refuses_to_start()
+    {
+        await WriteDecisionsAsync(1, 5);
+        var segment = _dir.LastSegment();
+        File.WriteAllBytes(segment, []);
+
+        await using var log = _dir.CreateLog();
+        var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
+        Assert.Contains(segment, error.Message, StringComparison.Ordinal);
+        Assert.Empty(File.ReadAllBytes(segment));
+    }
+
+    [Fact]
+    public async Task A_log_in_the_old_format_version_1_is_refused_as_unsupported_not_reinitialised()
+    {
+        // A version 1 segment: its 32-byte header (no manifest existed in version 1).
+        Directory.CreateDirectory(_dir.Path);
+        var header = new byte[32];
+        BitConverter.TryWriteBytes(header.AsSpan(0), WalFormat.SegmentMagic);
+        BitConverter.TryWriteBytes(header.AsSpan(4), (ushort)1);
+        BitConverter.TryWriteBytes(header.AsSpan(8), 1UL);
+        BitConverter.TryWriteBytes(header.AsSpan(24), System.IO.Hashing.XxHash3.HashToUInt64(header.AsSpan(0, 24)));
+        var segment = Path.Combine(_dir.Path, WalFormat.SegmentFileName(1));
+        File.WriteAllBytes(segment, [.. header, .. new byte[100]]);
+
+        await using var log = _dir.CreateLog();
+        var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
+        Assert.Contains("unsupported old format version 1", error.Message, StringComparison.Ordinal);
+        Assert.Equal(132, new FileInfo(segment).Length);
+        Assert.False(File.Exists(Path.Combine(_dir.Path, "MANIFEST")));
+    }
+
+    [Fact]
     public async Task Item16_segments_without_the_log_identity_refuse_to_start()
     {
         await WriteDecisionsAsync(1, 5);
