@@ -2,32 +2,36 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TwoPC.Wal;
 
 namespace TwoPC.Cli;
 
-/// <summary>Writes a <see cref="LogInspection"/> as readable tables or as JSON.</summary>
+/// <summary>Writes a <see cref="TransactionLogInspection"/> as readable tables or as JSON; the verdicts are Core's.</summary>
 internal static class InspectionReport
 {
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static void WriteText(LogInspection inspection, bool includeRecords, TextWriter output)
+    public static void WriteText(TransactionLogInspection inspection, bool includeRecords, TextWriter output)
     {
         output.WriteLine($"Log directory: {inspection.Directory}");
+        output.WriteLine($"Node id:       {inspection.NodeId ?? "(none recorded)"}");
+        output.WriteLine($"Current:       {(inspection.CurrentSegment is { } current ? WalFileName(current) : "(no readable manifest)")}");
         output.WriteLine();
         output.WriteLine("Segments");
         if (inspection.Segments.Count == 0)
         {
-            output.WriteLine("  (none: recovery would start an empty log)");
+            output.WriteLine("  (none)");
         }
         else
         {
             WriteTable(
                 output,
-                ["File", "Number", "Size", "Header", "Records", "First offset", "Last offset"],
+                ["File", "Number", "Role", "Size", "Header", "Records", "First offset", "Last offset"],
                 inspection.Segments.Select(s => new[]
                 {
                     Path.GetFileName(s.Path),
                     Number(s.Number),
+                    s.IsCurrent ? "current" : "leftover",
                     Number(s.Size),
                     s.HeaderOk ? "ok" : $"bad: {s.HeaderProblem}",
                     Number(s.Records),
@@ -48,13 +52,12 @@ internal static class InspectionReport
             {
                 WriteTable(
                     output,
-                    ["Segment", "Offset", "Type", "Checksum", "Gtrid", "Branches", "Detail"],
+                    ["Segment", "Offset", "Type", "Gtrid", "Branches", "Detail"],
                     inspection.Records.Select(r => new[]
                     {
                         r.Segment,
                         Number(r.Offset),
                         r.Type,
-                        r.ChecksumOk ? "ok" : "bad",
                         r.Gtrid ?? "-",
                         r.Branches ?? "-",
                         r.Detail ?? string.Empty,
@@ -66,7 +69,7 @@ internal static class InspectionReport
         output.WriteLine("Verdict");
         if (inspection.Problems.Count == 0)
         {
-            output.WriteLine("  CLEAN: every segment header and record verifies.");
+            output.WriteLine("  CLEAN: the manifest, the current segment and every batch verify.");
         }
 
         foreach (var problem in inspection.Problems)
@@ -85,7 +88,7 @@ internal static class InspectionReport
         {
             foreach (var problem in inspection.Problems)
             {
-                output.WriteLine(problem.Kind == ProblemKind.TornTail
+                output.WriteLine(problem.Kind == LogProblemKind.TornTail
                     ? $"  Truncate {Path.GetFileName(problem.Path)} to {problem.Offset} bytes (drop {problem.DroppedBytes})."
                     : $"  Delete {Path.GetFileName(problem.Path)} ({problem.DroppedBytes} bytes).");
             }
@@ -96,7 +99,7 @@ internal static class InspectionReport
         output.WriteLine($"  Pending commit decisions to re-drive: {inspection.PendingDecisions.Count}");
         foreach (var decision in inspection.PendingDecisions)
         {
-            output.WriteLine($"    {decision.TransactionId}  decided {LogInspector.Time(decision.DecidedAt)}  {decision.Branches.Count} branch(es)");
+            output.WriteLine($"    {decision.TransactionId}  decided {TransactionLogInspector.FormatTime(decision.DecidedAt)}  {decision.Branches.Count} branch(es)");
             foreach (var branch in decision.Branches)
             {
                 output.WriteLine($"      {branch.ResourceManager}  {branch.Xid}");
@@ -106,7 +109,7 @@ internal static class InspectionReport
         output.WriteLine($"  Heuristic outcomes on record: {inspection.Heuristics.Count}");
         foreach (var heuristic in inspection.Heuristics)
         {
-            output.WriteLine($"    {heuristic.TransactionId}  {heuristic.Kind}  recorded {LogInspector.Time(heuristic.RecordedAt)}  reason: {heuristic.Reason}");
+            output.WriteLine($"    {heuristic.TransactionId}  {heuristic.Kind}  recorded {TransactionLogInspector.FormatTime(heuristic.RecordedAt)}  reason: {heuristic.Reason}");
             foreach (var branch in heuristic.Branches)
             {
                 output.WriteLine($"      {branch.ResourceManager}  {branch.Xid}  {(branch.Outcome?.ToString() ?? "unknown")}");
@@ -114,15 +117,15 @@ internal static class InspectionReport
         }
 
         output.WriteLine();
-        output.WriteLine($"Exit code {inspection.ExitCode}: {inspection.ExitCode switch
+        output.WriteLine($"Exit code {ExitCode(inspection)}: {ExitCode(inspection) switch
         {
             Program.ExitClean => "clean",
-            Program.ExitTornTail => "torn tail (recoverable)",
+            Program.ExitTornTail => "torn tail or leftover files (recovery repairs them)",
             _ => "corruption (recovery would refuse to start)",
         }}");
     }
 
-    public static void WriteJson(LogInspection inspection, bool includeRecords, TextWriter output)
+    public static void WriteJson(TransactionLogInspection inspection, bool includeRecords, TextWriter output)
     {
         var segments = new JsonArray();
         foreach (var s in inspection.Segments)
@@ -132,6 +135,7 @@ internal static class InspectionReport
                 ["file"] = Path.GetFileName(s.Path),
                 ["path"] = s.Path,
                 ["number"] = s.Number,
+                ["current"] = s.IsCurrent,
                 ["size"] = s.Size,
                 ["headerOk"] = s.HeaderOk,
                 ["headerProblem"] = s.HeaderProblem,
@@ -190,7 +194,9 @@ internal static class InspectionReport
         var root = new JsonObject
         {
             ["directory"] = inspection.Directory,
-            ["exitCode"] = inspection.ExitCode,
+            ["nodeId"] = inspection.NodeId,
+            ["currentSegment"] = inspection.CurrentSegment,
+            ["exitCode"] = ExitCode(inspection),
             ["segments"] = segments,
         };
         if (includeRecords)
@@ -203,7 +209,6 @@ internal static class InspectionReport
                     ["segment"] = r.Segment,
                     ["offset"] = r.Offset,
                     ["type"] = r.Type,
-                    ["checksumOk"] = r.ChecksumOk,
                     ["gtrid"] = r.Gtrid,
                     ["branches"] = r.Branches,
                     ["detail"] = r.Detail,
@@ -224,12 +229,18 @@ internal static class InspectionReport
         output.WriteLine(root.ToJsonString(Indented));
     }
 
+    /// <summary>0 clean, 1 torn tail or leftovers (recovery repairs them), 2 corruption (recovery refuses to start).</summary>
+    public static int ExitCode(TransactionLogInspection inspection) =>
+        inspection.RecoveryRefuses ? Program.ExitCorrupt : inspection.Problems.Count > 0 ? Program.ExitTornTail : Program.ExitClean;
+
     private static string Verdict(LogProblem problem) => problem.Kind switch
     {
-        ProblemKind.TornTail => $"TORN TAIL at offset {problem.Offset} of {problem.Path}: {problem.Description}; recovery would drop {problem.DroppedBytes} bytes (if a coordinator is running, this may be a write in progress).",
-        ProblemKind.TornSegment => $"TORN SEGMENT {problem.Path}: {problem.Description}; recovery would delete it ({problem.DroppedBytes} bytes).",
+        LogProblemKind.TornTail => $"TORN TAIL at offset {problem.Offset} of {problem.Path}: {problem.Description}; recovery would drop {problem.DroppedBytes} bytes (if a coordinator is running, this may be a write in progress).",
+        LogProblemKind.Leftover => $"LEFTOVER {problem.Path}: {problem.Description}; recovery would delete it ({problem.DroppedBytes} bytes).",
         _ => $"CORRUPTION at offset {problem.Offset} of {problem.Path}: {problem.Description}; recovery would refuse to start.",
     };
+
+    private static string WalFileName(ulong number) => $"wal-{number:D16}.seg";
 
     private static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using TwoPC.Wal;
 
 namespace TwoPC.Cli;
 
@@ -46,11 +47,11 @@ internal static class Program
 
     private static RootCommand BuildCommand(TextWriter output, TextWriter error)
     {
-        var directory = new Argument<string>("directory") { Description = "The log directory (holding wal-*.seg and LOCK)." };
+        var directory = new Argument<string>("directory") { Description = "The log directory (holding MANIFEST, wal-*.seg and LOCK)." };
         var records = new Option<bool>("--records") { Description = "List every record." };
         var json = new Option<bool>("--json") { Description = "Write the report as JSON." };
 
-        var inspect = new Command("inspect", "Reads a log directory offline and read-only and reports its segments, damage, and what recovery would do. Exit code 0 = clean, 1 = torn tail (recoverable), 2 = corruption (recovery would refuse), 3 = usage or I/O error.");
+        var inspect = new Command("inspect", "Reads a log directory offline and read-only and reports its segments, damage, and what recovery would do. Exit code 0 = clean, 1 = torn tail or leftover files (recovery repairs them), 2 = corruption, a missing or damaged manifest or segment, or another format version (recovery would refuse), 3 = usage or I/O error.");
         inspect.Arguments.Add(directory);
         inspect.Options.Add(records);
         inspect.Options.Add(json);
@@ -73,10 +74,10 @@ internal static class Program
 
     private static int Inspect(string path, bool includeRecords, bool asJson, TextWriter output, TextWriter error)
     {
-        LogInspection inspection;
+        TransactionLogInspection inspection;
         try
         {
-            inspection = LogInspector.Inspect(path);
+            inspection = TransactionLogInspector.Inspect(path);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
@@ -93,6 +94,6 @@ internal static class Program
             InspectionReport.WriteText(inspection, includeRecords, output);
         }
 
-        return inspection.ExitCode;
+        return InspectionReport.ExitCode(inspection);
     }
 }

@@ -113,10 +113,9 @@ public sealed class LogInspectTests : IDisposable
         await WriteLogAsync();
         var segment = LastSegment();
         var bytes = await File.ReadAllBytesAsync(segment);
-        var offsets = new List<int>();
-        WalSegmentReader.ReadFrames(bytes, (offset, _, _) => offsets.Add(offset));
-        var victim = offsets[1]; // the first commit decision; valid records follow it
-        bytes[victim + WalFormat.FrameHeaderSize + 3] ^= 0x40;
+        var record = TransactionLogInspector.Inspect(_directory).Records[1]; // the first commit decision; valid records follow it
+        var victim = record.Offset - WalFormat.BatchHeaderSize; // each awaited decision is a batch of its own
+        bytes[record.Offset + WalFormat.RecordHeaderSize + 3] ^= 0x40;
         await File.WriteAllBytesAsync(segment, bytes);
 
         var (exitCode, output) = await RunAsync("log", "inspect", _directory, "--records");
@@ -124,6 +123,80 @@ public sealed class LogInspectTests : IDisposable
         Assert.Equal(2, exitCode);
         Assert.Contains($"CORRUPTION at offset {victim} of {segment}", output, StringComparison.Ordinal);
         Assert.Contains("refuse to start", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Item15_bit_rot_in_the_last_record_is_corruption_not_a_torn_tail()
+    {
+        await WriteLogAsync();
+        var segment = LastSegment();
+        var bytes = await File.ReadAllBytesAsync(segment);
+        bytes[^10] ^= 0x01; // inside the last (acknowledged) record
+        await File.WriteAllBytesAsync(segment, bytes);
+
+        var (exitCode, output) = await RunAsync("log", "inspect", _directory);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains($"CORRUPTION at offset", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("TORN", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Item16_a_missing_segment_is_corruption_not_clean()
+    {
+        await WriteLogAsync();
+        var segment = LastSegment();
+        File.Delete(segment);
+
+        var (exitCode, output) = await RunAsync("log", "inspect", _directory);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains($"{Path.GetFileName(segment)} named by the manifest is missing", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("CLEAN", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Item16_a_zeroed_segment_is_corruption()
+    {
+        await WriteLogAsync();
+        var segment = LastSegment();
+        await File.WriteAllBytesAsync(segment, new byte[new FileInfo(segment).Length]);
+
+        var (exitCode, output) = await RunAsync("log", "inspect", _directory);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains($"CORRUPTION at offset 0 of {segment}", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Item16_segments_without_their_manifest_are_corruption()
+    {
+        await WriteLogAsync();
+        File.Delete(Path.Combine(_directory, "MANIFEST"));
+
+        var (exitCode, output) = await RunAsync("log", "inspect", _directory, "--records");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("the manifest is missing", output, StringComparison.Ordinal);
+        Assert.Contains("CommitDecision", output, StringComparison.Ordinal); // the records are still listed
+    }
+
+    [Fact]
+    public async Task Item17_zeroed_sectors_at_the_end_are_a_torn_tail_and_the_node_id_is_shown()
+    {
+        await WriteLogAsync(new NodeId?(Node));
+        var segment = LastSegment();
+        var cleanLength = new FileInfo(segment).Length;
+        await using (var stream = new FileStream(segment, FileMode.Append))
+        {
+            stream.Write(new byte[700]);
+        }
+
+        var (exitCode, output) = await RunAsync("log", "inspect", _directory);
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"TORN TAIL at offset {cleanLength} of {segment}", output, StringComparison.Ordinal);
+        Assert.Contains("Node id:       node-a", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -157,12 +230,20 @@ public sealed class LogInspectTests : IDisposable
     private string LastSegment() => Directory.GetFiles(_directory, "wal-*.seg").Order(StringComparer.Ordinal).Last();
 
     /// <summary>Epoch 1, decision 1 (no END), decision 2 + its END, heuristic 3: five records.</summary>
-    private async Task WriteLogAsync()
+    private async Task WriteLogAsync(NodeId? node = null)
     {
         var log = new FileTransactionLog(new FileTransactionLogOptions { Directory = _directory });
         await using (log)
         {
-            await log.OpenAsync(CancellationToken.None);
+            if (node is { } id)
+            {
+                await log.OpenAsync(id, CancellationToken.None);
+            }
+            else
+            {
+                await log.OpenAsync(CancellationToken.None);
+            }
+
             await log.LogCommitDecisionAsync(Decision(1));
             await log.LogCommitDecisionAsync(Decision(2));
             log.LogEnd(Id(2));

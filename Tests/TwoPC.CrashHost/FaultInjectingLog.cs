@@ -20,6 +20,8 @@ internal sealed class FaultInjectingLog(ITransactionLog inner, int failAt) : ITr
 
     public ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken) => inner.OpenAsync(cancellationToken);
 
+    public ValueTask<LogRecoveryState> OpenAsync(NodeId node, CancellationToken cancellationToken) => inner.OpenAsync(node, cancellationToken);
+
     public async ValueTask LogCommitDecisionAsync(CommitDecision decision)
     {
         ThrowIfFailed();

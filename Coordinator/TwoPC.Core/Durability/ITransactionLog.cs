@@ -52,6 +52,16 @@ public interface ITransactionLog : IAsyncDisposable
     /// <summary>Opens the log: takes exclusive ownership, reads and verifies it, and durably starts a new epoch.</summary>
     ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Opens the log for the coordinator node <paramref name="node"/>, as <see cref="OpenAsync(CancellationToken)"/>.
+    /// A log that records which node writes it refuses another node (transaction ids, XIDs and markers carry
+    /// the node id, so a renamed coordinator would not recognise its own branches) and records the node on
+    /// first use. The default ignores the node id, for logs that do not record it.
+    /// </summary>
+    /// <param name="node">The coordinator's node id.</param>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    ValueTask<LogRecoveryState> OpenAsync(NodeId node, CancellationToken cancellationToken) => OpenAsync(cancellationToken);
+
     /// <summary>Forces a commit decision to stable storage; returns once it is durable.</summary>
     /// <remarks>Deliberately not cancellable: once the record is handed over, its durability is the decision.</remarks>
     ValueTask LogCommitDecisionAsync(CommitDecision decision);

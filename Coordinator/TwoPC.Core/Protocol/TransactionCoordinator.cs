@@ -149,7 +149,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             throw new InvalidOperationException("The coordinator was already started.");
         }
 
-        var state = await _log.OpenAsync(cancellationToken).ConfigureAwait(false);
+        var state = await _log.OpenAsync(_node, cancellationToken).ConfigureAwait(false);
         _epoch = state.Epoch;
         foreach (var warning in state.Warnings)
         {

@@ -38,7 +38,7 @@ public sealed class FileTransactionLog : ITransactionLog
     private WriteAheadLog? _wal;
     private int _state; // 0 new, 1 opening or open, 2 disposed
 
-    /// <summary>Creates the log; nothing touches the disk until <see cref="OpenAsync"/>.</summary>
+    /// <summary>Creates the log; nothing touches the disk until <see cref="OpenAsync(NodeId, CancellationToken)"/>.</summary>
     /// <param name="options">Where the log lives and how large its segments grow.</param>
     /// <param name="logger">Logs opening, repairs, checkpoints and failures.</param>
     /// <param name="meterFactory">Creates the <c>TwoPC</c> meter for the WAL metrics; a private meter when <see langword="null"/>.</param>
@@ -69,10 +69,24 @@ public sealed class FileTransactionLog : ITransactionLog
     /// <inheritdoc />
     public Exception? Failure => _wal?.Failure;
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Opens the log without a node id: the node recorded in the log (if any) is neither checked nor set.
+    /// A coordinator opens it with <see cref="OpenAsync(NodeId, CancellationToken)"/>.
+    /// </summary>
     /// <exception cref="TransactionLogLockedException">Another coordinator has the directory open.</exception>
-    /// <exception cref="TransactionLogCorruptedException">A damaged record that is not a torn tail.</exception>
-    public async ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken)
+    /// <exception cref="TransactionLogCorruptedException">A damaged record that is not a torn tail, or a log that is not whole.</exception>
+    public ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken) => OpenAsync(null, cancellationToken);
+
+    /// <summary>
+    /// Opens the log for the coordinator node <paramref name="node"/>: a log written under another node id is
+    /// refused, and a new log (or one opened only without a node id so far) records this one.
+    /// </summary>
+    /// <exception cref="TransactionLogLockedException">Another coordinator has the directory open.</exception>
+    /// <exception cref="TransactionLogNodeMismatchException">The log was written by another coordinator node.</exception>
+    /// <exception cref="TransactionLogCorruptedException">A damaged record that is not a torn tail, or a log that is not whole.</exception>
+    public ValueTask<LogRecoveryState> OpenAsync(NodeId node, CancellationToken cancellationToken) => OpenAsync(node.Value, cancellationToken);
+
+    private async ValueTask<LogRecoveryState> OpenAsync(string? node, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
@@ -85,7 +99,7 @@ public sealed class FileTransactionLog : ITransactionLog
         var wal = new WriteAheadLog(_directory, _segmentSize, _fileSystem, _logger, _metrics, _timeProvider, WriteLiveRecords);
         try
         {
-            var warnings = wal.Open(replay.Apply, cancellationToken);
+            var warnings = wal.Open(node, replay.Apply, cancellationToken);
             if (replay.MaxEpoch == ulong.MaxValue)
             {
                 throw new TransactionLogCorruptedException($"The transaction log at '{_directory}' has reached the largest epoch.");

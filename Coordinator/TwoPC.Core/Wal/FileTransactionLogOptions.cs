@@ -10,7 +10,7 @@ public sealed class FileTransactionLogOptions
     public const long MinimumSegmentSize = 4 * 1024;
 
     /// <summary>
-    /// Required. The directory holding the log's segment files and lock file; created if missing.
+    /// Required. The directory holding the log's manifest, segment files and lock file; created if missing.
     /// Exactly one coordinator may use it at a time, and it should be on a local disk whose fsync is honest.
     /// </summary>
     public string Directory { get; set; } = string.Empty;

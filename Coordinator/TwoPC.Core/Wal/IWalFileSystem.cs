@@ -41,6 +41,9 @@ internal interface IWalFileSystem
     /// <summary>Deletes a file.</summary>
     void DeleteFile(string path);
 
+    /// <summary>Renames a file, replacing <paramref name="destination"/> atomically (rename(2)).</summary>
+    void MoveFile(string source, string destination);
+
     /// <summary>Forces the directory's entries (files created or deleted) to stable storage.</summary>
     void FlushDirectory(string directory);
 }

@@ -16,17 +16,65 @@ internal sealed class PhysicalWalFileSystem : IWalFileSystem
 
     public IDisposable? TryLockDirectory(string directory)
     {
+        var path = Path.Combine(directory, LockFileName);
+        return OperatingSystem.IsLinux() ? TryFlock(path) : TryLockWithFileShare(path);
+    }
+
+    /// <summary>
+    /// Linux: flock(2) on a descriptor opened through libc. .NET's own FileShare lock is skipped when
+    /// DOTNET_SYSTEM_IO_DISABLEFILELOCKING is set, which would let two coordinators write one log; this
+    /// one cannot be switched off. The kernel releases it when the process dies, so a crash never blocks a restart.
+    /// </summary>
+    private static SafeFileHandle? TryFlock(string path)
+    {
+        var fd = NativeMethods.Open(path, LinuxOpenReadWrite | LinuxOpenCreate | LinuxOpenCloseOnExec, 420 /* 0644 */);
+        if (fd < 0)
+        {
+            throw new IOException($"Cannot open the lock file '{path}' (errno {Marshal.GetLastPInvokeError()}).");
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        int result;
+        int errno;
+        do
+        {
+            result = NativeMethods.Flock(fd, LockExclusive | LockNonBlocking);
+            errno = result == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+        while (result != 0 && errno == LinuxEintr);
+
+        if (result == 0)
+        {
+            return handle;
+        }
+
+        handle.Dispose();
+        return errno == LinuxEwouldblock
+            ? null
+            : throw new IOException($"Cannot lock '{path}' (flock errno {errno}).");
+    }
+
+    private static FileStream? TryLockWithFileShare(string path)
+    {
         try
         {
-            // FileShare.None is an exclusive flock() on Unix and a sharing lock on Windows; both
-            // are released by the OS when the process dies, so a crashed coordinator never blocks a restart.
-            return new FileStream(Path.Combine(directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            // FileShare.None is a sharing lock on Windows (and an exclusive flock() on other Unixes); the OS
+            // releases it when the process dies, so a crashed coordinator never blocks a restart.
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
         catch (IOException ex) when (IsLockConflict(ex))
         {
             return null;
         }
     }
+
+    private const int LinuxOpenReadWrite = 2;
+    private const int LinuxOpenCreate = 0x40;
+    private const int LinuxOpenCloseOnExec = 0x80000;
+    private const int LockExclusive = 2;
+    private const int LockNonBlocking = 4;
+    private const int LinuxEintr = 4;
+    private const int LinuxEwouldblock = 11;
 
     // EWOULDBLOCK from flock (11 on Linux, 35 on macOS/BSD); ERROR_SHARING_VIOLATION / ERROR_LOCK_VIOLATION on Windows.
     private static bool IsLockConflict(IOException ex) =>
@@ -50,6 +98,8 @@ internal sealed class PhysicalWalFileSystem : IWalFileSystem
 
     public void DeleteFile(string path) => File.Delete(path);
 
+    public void MoveFile(string source, string destination) => File.Move(source, destination, overwrite: true);
+
     public void FlushDirectory(string directory)
     {
         // Windows (NTFS) journals directory entries itself and cannot open a directory as a file.
@@ -59,7 +109,7 @@ internal sealed class PhysicalWalFileSystem : IWalFileSystem
         }
 
         // .NET refuses to open a directory as a file, so fsync it through libc.
-        var fd = NativeMethods.Open(directory, 0 /* O_RDONLY */);
+        var fd = NativeMethods.Open(directory, 0 /* O_RDONLY */, 0);
         if (fd < 0)
         {
             throw new IOException($"Cannot open directory '{directory}' to fsync it (errno {Marshal.GetLastPInvokeError()}).");
@@ -82,7 +132,11 @@ internal sealed class PhysicalWalFileSystem : IWalFileSystem
     {
         [DllImport("libc", EntryPoint = "open", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+        public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, int mode);
+
+        [DllImport("libc", EntryPoint = "flock", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int Flock(int fd, int operation);
 
         [DllImport("libc", EntryPoint = "fsync", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]

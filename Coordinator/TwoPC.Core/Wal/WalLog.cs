@@ -14,7 +14,7 @@ internal static partial class WalLog
     public static partial void TornTailTruncated(this ILogger logger, long bytes, string file, long offset, string problem);
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Warning,
-        Message = "Removed segment {File} ({Bytes} bytes) whose creation a crash interrupted: {Problem}")]
+        Message = "Removed segment {File} ({Bytes} bytes) that holds nothing the log needs: {Problem}")]
     public static partial void TornSegmentRemoved(this ILogger logger, string file, long bytes, string problem);
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Information,
@@ -32,6 +32,10 @@ internal static partial class WalLog
     [LoggerMessage(EventId = 2006, Level = LogLevel.Error,
         Message = "Transaction log directory {Directory} is locked by another coordinator")]
     public static partial void LockConflict(this ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 2008, Level = LogLevel.Error,
+        Message = "Transaction log directory {Directory} was written by coordinator node {LogNodeId}, not by this node {NodeId}")]
+    public static partial void NodeMismatch(this ILogger logger, string directory, string logNodeId, string nodeId);
 
     [LoggerMessage(EventId = 2007, Level = LogLevel.Information, Message = "Closed transaction log {Directory}")]
     public static partial void Closed(this ILogger logger, string directory);

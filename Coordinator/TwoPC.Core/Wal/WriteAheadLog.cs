@@ -1,64 +1,91 @@
-// TwoPC write-ahead log: on-disk format, version 1
+// TwoPC write-ahead log: on-disk format, version 2
 // =================================================
 //
-// A log is a directory holding a LOCK file (held exclusively while a coordinator has the log open)
-// and segment files wal-{number:D16}.seg numbered upwards from 1. Only the highest-numbered segment
-// is appended to. All integers are little-endian.
+// A log is a directory holding a LOCK file (locked exclusively while a coordinator has the log open),
+// a MANIFEST naming the log and its current segment, and segment files wal-{number:D16}.seg. All
+// integers are little-endian. Version 1 logs (no manifest, one checksum per record) are refused with an
+// "unsupported old format" error: let the release that wrote one recover and drain it first.
+//
+// MANIFEST, 32 + N bytes, replaced atomically (written to MANIFEST.tmp, fsynced, renamed, directory fsynced):
+//    0  u32  magic "TPCM"
+//    4  u16  format version (2)
+//    6  u16  N, the byte count of the node id (0 = no coordinator node recorded yet)
+//    8  u64  log id: random, chosen when the log is created; every segment header repeats it
+//   16  u64  current segment number
+//   24  N B  node id (UTF-8) of the coordinator that writes the log: opening it as another node is refused
+// 24+N  u64  XxHash3-64 of bytes 0..24+N-1
 //
 // Segment header, 32 bytes:
 //    0  u32  magic "TPCW"
-//    4  u16  format version (1)
+//    4  u16  format version (2)
 //    6  u16  flags (0)
 //    8  u64  segment number, equal to the number in the file name
-//   16  u64  reserved (0)
+//   16  u64  log id, equal to the manifest's
 //   24  u64  XxHash3-64 of bytes 0..23
 //
-// Record frame, 20 bytes + payload, packed one after another from offset 32:
+// Batches follow the header back to back, one per flush (one write, one fsync); the first batch of a
+// segment is its checkpoint (below), written and fsynced before the manifest names the segment.
+// Batch, 28 bytes + records:
+//    0  u32  batch length T (header to suffix)
+//    4  u32  Z: how many pieces of bytes 24..T-1, cut at the file's 512-byte sector boundaries, are all zero
+//    8  u64  XxHash3-64 of bytes 24..T-5 (the records), seeded with T
+//   16  u64  XxHash3-64 of bytes 0..15
+//   24       records
+//  T-4  u32  T again
+// Record, 8 bytes + payload, packed inside a batch (no per-record checksum: the batch's covers it):
 //    0  u32  payload length L (at most 256 MiB)
 //    4  u8   record type (0 is invalid)
 //    5  3 B  reserved (0)
-//    8  u64  checksum: XxHash3-64 of the payload seeded with bytes 0..7 read as an i64, so it
-//            covers the length, the type and the payload
-//   16  L B  payload
-// 16+L  u32  L again: a frame whose suffix disagrees with its prefix was torn mid-write
+//    8  L B  payload
 //
 // Record types and payloads (TransactionRecordCodec). str = u32 byte count + UTF-8; bytes = u32
 // count + bytes; time = i64 Unix milliseconds; ids in canonical text form, read back with
 // GlobalTransactionId.Parse / Xid.Parse. A record that does not decode exactly (bad id, bad enum,
-// trailing bytes) is corruption even though its checksum matched.
+// trailing bytes) is corruption even though its batch's checksum matched.
 //    1 Epoch           u64 epoch
 //    2 CommitDecision  str gtrid, time decidedAt, u32 n, n x (str resourceManager, str xid, bytes recoveryData)
 //    3 Heuristic       str gtrid, time recordedAt, u8 OutcomeKind, str reason,
 //                      u32 n, n x (str resourceManager, str xid, u8 outcome: 0 = null, else 1 + BranchOutcome)
 //    4 End             str gtrid: closes the transaction's decision and forgets its heuristic
 //
-// Writing (group commit): appenders encode their frame straight into the open batch buffer under a
-// short lock. One flusher thread swaps the buffer out, writes it with a single positional write,
-// fsyncs, and completes the one TaskCompletionSource every appender of that batch awaits. Appends
-// arriving meanwhile form the next batch. END records never wait; a batch holding only ENDs is
-// written without fsync (the next fsync covers it; losing it only repeats an idempotent commit).
+// Writing (group commit): appenders encode their record straight into the open batch buffer under a
+// short lock. One flusher thread swaps the buffer out, seals it (suffix, zero-sector count, checksums),
+// writes it with a single positional write, fsyncs, and completes the one TaskCompletionSource every
+// appender of that batch awaits. Appends arriving meanwhile form the next batch. END records never wait;
+// a batch holding only ENDs is written without fsync (the next fsync covers it; losing it only repeats an
+// idempotent commit).
 //
-// Recovery: segments are read in number order; every header and frame is verified.
-//  - Last segment, bad frame (runs past EOF, bad checksum, bad suffix) and no frame that verifies at
-//    any later byte offset: a torn tail from a crash mid-write. It is truncated, fsynced and reported.
-//  - A bad frame followed by any frame that verifies, a bad frame in any segment but the last, or a
-//    bad header of any segment but the last: corruption. Opening fails naming the file and offset;
-//    damaged records are never skipped.
-//  - Last segment with a torn header (a crash while creating it) and no valid frame: deleted.
+// Recovery (WalDirectoryJudge, then WalSegmentReader; the inspector uses the same two):
+//  - No manifest and no segment: a new log (epoch 1). No manifest but segments: corruption (the log's
+//    identity is lost), except a lone segment 1 holding at most its header and empty first batch, whose
+//    creation a crash interrupted: removed. A damaged manifest, or a missing or damaged current segment:
+//    corruption. Segments below the current one (a checkpoint's deletions interrupted) and above it (a
+//    checkpoint the manifest never switched to) hold nothing the log needs: removed.
+//  - The current segment's batches are verified in order. The first bad batch is a torn tail (never
+//    acknowledged) when the file ends inside it, or when it has more all-zero sector pieces than Z says
+//    (sectors that never reached the disk), or its header or suffix reads as zeros: a fsync covering it
+//    never completed, so nothing from it on was acknowledged, and it is truncated (even if a batch written
+//    after it verifies), fsynced and reported. Anything else is corruption: a complete batch whose
+//    checksum fails (bit rot), a verified batch whose records do not parse, damage to the first batch.
+//    Opening then fails naming the file and offset; damaged records are never skipped.
+//  - Batches are found only by following verified lengths, never by searching, so bytes inside a record
+//    can never be taken for a batch.
 //  Replay: Epoch -> max epoch; CommitDecision -> pending; Heuristic -> kept; End -> drops both.
 //  Reading a record twice (an older copy and a checkpoint copy) gives the same state.
 //
 // Checkpoint / compaction: the transaction layer keeps the live set in memory (decisions without END,
 // heuristics not forgotten, the current epoch). When the current segment has reached SegmentSize and
 // at least half of it is not checkpoint copies (so a large live set cannot cause endless rollover),
-// the flusher, before writing the next batch, creates segment n+1 with a header and a copy of every
-// live record, fsyncs it and the directory, and only then deletes every older segment (lowest first)
-// and fsyncs the directory again. The batch follows the copies. A crash at any point leaves either
-// all old segments or the complete new one.
+// the flusher, before writing the next batch, creates segment n+1 with a header and a first batch holding
+// a copy of every live record, fsyncs it and the directory, switches the manifest to n+1, and only then
+// deletes segment n and fsyncs the directory again. The batch follows the copies. A crash at any point
+// leaves a manifest naming a whole segment.
 //
 // Epochs: every open durably appends Epoch(max seen + 1, or 1 for an empty log) before returning, so
 // epochs strictly increase across restarts even when a run logged nothing else.
 
+using System.Buffers.Binary;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 using TwoPC.Diagnostics;
@@ -95,7 +122,7 @@ internal sealed class WriteAheadLog : IAsyncDisposable
 
     // Owned by the flusher thread once the log is open.
     private readonly WalFrameBuffer _checkpointBuffer = new();
-    private readonly List<string> _olderSegments = [];
+    private WalManifest? _manifest;
     private SafeFileHandle? _segment;
     private string _segmentPath = string.Empty;
     private ulong _segmentNumber;
@@ -129,15 +156,19 @@ internal sealed class WriteAheadLog : IAsyncDisposable
     public TransactionLogFailedException? Failure => Volatile.Read(ref _failure);
 
     /// <summary>Number of segment files the log currently has.</summary>
-    public int SegmentCount => _olderSegments.Count + (_segment is null ? 0 : 1);
+    public int SegmentCount => _segment is null ? 0 : 1;
 
     /// <summary>
-    /// Takes the directory lock, verifies and replays every record through <paramref name="onRecord"/>,
+    /// Takes the directory lock, verifies the log and replays every record through <paramref name="onRecord"/>,
     /// repairs a torn tail, and starts the flusher. Returns what was repaired.
     /// </summary>
+    /// <param name="nodeId">The coordinator node opening the log; <see langword="null"/> neither checks nor records one.</param>
+    /// <param name="onRecord">Receives every record, in log order.</param>
+    /// <param name="cancellationToken">Cancels before the log is changed.</param>
     /// <exception cref="TransactionLogLockedException">Another owner holds the directory.</exception>
-    /// <exception cref="TransactionLogCorruptedException">A damaged record that is not a torn tail.</exception>
-    public IReadOnlyList<string> Open(WalRecordHandler onRecord, CancellationToken cancellationToken)
+    /// <exception cref="TransactionLogNodeMismatchException">The log was written by another coordinator node.</exception>
+    /// <exception cref="TransactionLogCorruptedException">Damage that is not a torn tail, or a log that is not whole.</exception>
+    public IReadOnlyList<string> Open(string? nodeId, WalRecordHandler onRecord, CancellationToken cancellationToken)
     {
         _fileSystem.CreateDirectory(_directory);
         _directoryLock = _fileSystem.TryLockDirectory(_directory);
@@ -150,22 +181,34 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         var warnings = new List<string>();
         try
         {
-            var segments = ListSegments();
-            for (var i = 0; i < segments.Count; i++)
+            var verdict = WalDirectoryJudge.Judge(_directory, ReadManifest(), ListSegments());
+            if (verdict.Corruption is { } corruption)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var (number, path) = segments[i];
-                var isLast = i == segments.Count - 1;
-                if (ReadSegment(path, number, isLast, onRecord, warnings) && !isLast)
-                {
-                    _olderSegments.Add(path);
-                }
+                throw Corrupt(verdict.CorruptPath!, verdict.CorruptOffset, corruption);
             }
 
-            if (_segment is null)
+            cancellationToken.ThrowIfCancellationRequested();
+            if (verdict.IsNew)
             {
-                // Empty directory, or the last segment's creation was torn and it was removed.
-                CreateEmptySegment(segments.Count == 0 ? 1 : segments[^1].Number + 1);
+                RemoveLeftovers(verdict.Leftovers, warnings);
+                CreateLog(nodeId);
+            }
+            else
+            {
+                var manifest = verdict.Manifest!;
+                if (nodeId is not null && manifest.NodeId is { } logNode && !string.Equals(logNode, nodeId, StringComparison.Ordinal))
+                {
+                    _logger.NodeMismatch(_directory, logNode, nodeId);
+                    throw new TransactionLogNodeMismatchException(_directory, logNode, nodeId);
+                }
+
+                _manifest = manifest;
+                ReadCurrentSegment(verdict.Current!, onRecord, warnings);
+                RemoveLeftovers(verdict.Leftovers, warnings);
+                if (nodeId is not null && manifest.NodeId is null)
+                {
+                    WriteManifest(manifest with { NodeId = nodeId });
+                }
             }
 
             _flusher = new Thread(RunFlusher) { IsBackground = true, Name = "TwoPC WAL flusher" };
@@ -318,6 +361,7 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         }
 
         var segment = _segment!;
+        batch.SealBatch(_segmentLength);
         _fileSystem.Write(segment, batch.WrittenSpan, _segmentLength);
         if (mustSync)
         {
@@ -330,21 +374,22 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         _metrics.FlushDuration.Record(_timeProvider.GetElapsedTime(started).TotalSeconds);
     }
 
-    /// <summary>Starts segment n+1 with copies of the live records, then deletes the older segments.</summary>
+    /// <summary>Starts segment n+1 with copies of the live records, switches the manifest to it, then deletes segment n.</summary>
     private void Checkpoint()
     {
         var number = _segmentNumber + 1;
         var path = Path.Combine(_directory, WalFormat.SegmentFileName(number));
         _checkpointBuffer.Reset();
-        _checkpointBuffer.WriteSegmentHeader(number);
+        _checkpointBuffer.WriteSegmentHeader(number, _manifest!.LogId);
         _writeLiveRecords(_checkpointBuffer);
+        _checkpointBuffer.SealBatch(0);
+        var records = _checkpointBuffer.RecordCount;
+        var handle = WriteNewSegment(path, _checkpointBuffer.WrittenSpan);
 
-        var handle = _fileSystem.OpenFile(path, FileMode.CreateNew);
+        // The copies are durable; once the manifest names the new segment, the old one is redundant.
         try
         {
-            _fileSystem.Write(handle, _checkpointBuffer.WrittenSpan, 0);
-            _fileSystem.FlushToDisk(handle);
-            _fileSystem.FlushDirectory(_directory);
+            WriteManifest(_manifest with { CurrentSegment = number });
         }
         catch
         {
@@ -352,29 +397,21 @@ internal sealed class WriteAheadLog : IAsyncDisposable
             throw;
         }
 
-        // The copies are durable: everything before this segment is now redundant.
-        _olderSegments.Add(_segmentPath);
+        var old = _segmentPath;
         _segment!.Dispose();
         _segment = handle;
         _segmentPath = path;
         _segmentNumber = number;
         _segmentLength = _checkpointBuffer.Length;
         _segmentCheckpointLength = _checkpointBuffer.Length;
-        _logger.CheckpointWritten(path, _checkpointBuffer.RecordCount, _checkpointBuffer.Length);
+        _logger.CheckpointWritten(path, records, _checkpointBuffer.Length);
         _metrics.BytesWritten.Add(_checkpointBuffer.Length);
         _checkpointBuffer.Reset();
 
-        var deleted = 0;
-        foreach (var old in _olderSegments)
-        {
-            _fileSystem.DeleteFile(old);
-            deleted++;
-        }
-
-        _olderSegments.Clear();
+        _fileSystem.DeleteFile(old);
         _fileSystem.FlushDirectory(_directory);
-        _metrics.SegmentsDeleted.Add(deleted);
-        _logger.SegmentsDeleted(deleted, _directory, number);
+        _metrics.SegmentsDeleted.Add(1);
+        _logger.SegmentsDeleted(1, _directory, number);
     }
 
     private void Fail(Exception error, TaskCompletionSource? waiters)
@@ -395,14 +432,36 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         later?.TrySetException(failure);
     }
 
-    private List<(ulong Number, string Path)> ListSegments()
+    private byte[]? ReadManifest()
     {
-        var segments = new List<(ulong Number, string Path)>();
+        foreach (var stale in _fileSystem.ListFiles(_directory, WalFormat.ManifestTempFileName))
+        {
+            // A manifest write a crash interrupted before its rename: the old manifest is still in force.
+            _fileSystem.DeleteFile(stale);
+        }
+
+        var path = Path.Combine(_directory, WalFormat.ManifestFileName);
+        if (_fileSystem.ListFiles(_directory, WalFormat.ManifestFileName).Count == 0)
+        {
+            return null;
+        }
+
+        using var handle = _fileSystem.OpenFile(path, FileMode.Open);
+        return ReadAll(handle, path, limit: 64 * 1024);
+    }
+
+    private List<WalSegmentFile> ListSegments()
+    {
+        var segments = new List<WalSegmentFile>();
         foreach (var path in _fileSystem.ListFiles(_directory, WalFormat.SegmentSearchPattern))
         {
             if (WalFormat.TryParseSegmentFileName(Path.GetFileName(path), out var number))
             {
-                segments.Add((number, path));
+                using var handle = _fileSystem.OpenFile(path, FileMode.Open);
+                var length = _fileSystem.GetLength(handle);
+                var head = new byte[(int)Math.Min(length, WalFormat.SegmentHeaderSize)];
+                ReadExactly(handle, head, path);
+                segments.Add(new WalSegmentFile(number, path, length, head));
             }
         }
 
@@ -410,17 +469,35 @@ internal sealed class WriteAheadLog : IAsyncDisposable
         return segments;
     }
 
-    private void CreateEmptySegment(ulong number)
+    private void RemoveLeftovers(IReadOnlyList<WalLeftover> leftovers, List<string> warnings)
     {
-        var path = Path.Combine(_directory, WalFormat.SegmentFileName(number));
-        Span<byte> header = stackalloc byte[WalFormat.SegmentHeaderSize];
-        WalFormat.WriteSegmentHeader(header, number);
-        var handle = _fileSystem.OpenFile(path, FileMode.CreateNew);
+        if (leftovers.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var leftover in leftovers)
+        {
+            _fileSystem.DeleteFile(leftover.Path);
+            warnings.Add($"Removed {leftover.Path} ({leftover.Length} bytes): {leftover.Reason}.");
+            _logger.TornSegmentRemoved(leftover.Path, leftover.Length, leftover.Reason);
+        }
+
+        _fileSystem.FlushDirectory(_directory);
+    }
+
+    /// <summary>A new log: segment 1 with an empty first batch, then the manifest that makes it the log.</summary>
+    private void CreateLog(string? nodeId)
+    {
+        var manifest = new WalManifest(BinaryPrimitives.ReadUInt64LittleEndian(RandomNumberGenerator.GetBytes(sizeof(ulong))), 1, nodeId);
+        var path = Path.Combine(_directory, WalFormat.SegmentFileName(1));
+        using var buffer = new WalFrameBuffer();
+        buffer.WriteSegmentHeader(1, manifest.LogId);
+        buffer.SealBatch(0);
+        var handle = WriteNewSegment(path, buffer.WrittenSpan);
         try
         {
-            _fileSystem.Write(handle, header, 0);
-            _fileSystem.FlushToDisk(handle);
-            _fileSystem.FlushDirectory(_directory);
+            WriteManifest(manifest);
         }
         catch
         {
@@ -430,48 +507,52 @@ internal sealed class WriteAheadLog : IAsyncDisposable
 
         _segment = handle;
         _segmentPath = path;
-        _segmentNumber = number;
-        _segmentLength = WalFormat.SegmentHeaderSize;
-        _segmentCheckpointLength = WalFormat.SegmentHeaderSize;
+        _segmentNumber = 1;
+        _segmentLength = buffer.Length;
+        _segmentCheckpointLength = buffer.Length;
     }
 
-    /// <summary>Verifies and replays one segment; the last one stays open for appending. Returns false if it was removed.</summary>
-    private bool ReadSegment(string path, ulong number, bool isLast, WalRecordHandler onRecord, List<string> warnings)
+    private SafeFileHandle WriteNewSegment(string path, ReadOnlySpan<byte> content)
     {
-        var handle = _fileSystem.OpenFile(path, FileMode.Open);
-        var keepOpen = false;
+        var handle = _fileSystem.OpenFile(path, FileMode.CreateNew);
         try
         {
-            var data = ReadAll(handle, path);
-            if (!WalFormat.TryReadSegmentHeader(data, out var headerNumber, out var problem))
-            {
-                if (!isLast)
-                {
-                    throw Corrupt(path, 0, problem);
-                }
+            _fileSystem.Write(handle, content, 0);
+            _fileSystem.FlushToDisk(handle);
+            _fileSystem.FlushDirectory(_directory);
+            return handle;
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
 
-                var valid = FindValidFrame(data, 0);
-                if (valid >= 0)
-                {
-                    throw Corrupt(path, 0, $"{problem}, yet a valid record follows at offset {valid}");
-                }
+    /// <summary>Replaces the manifest atomically: temporary file, fsync, rename, directory fsync.</summary>
+    private void WriteManifest(WalManifest manifest)
+    {
+        var temp = Path.Combine(_directory, WalFormat.ManifestTempFileName);
+        using (var handle = _fileSystem.OpenFile(temp, FileMode.Create))
+        {
+            _fileSystem.Write(handle, manifest.Encode(), 0);
+            _fileSystem.FlushToDisk(handle);
+        }
 
-                // A crash while this segment was being created: it holds nothing acknowledged.
-                handle.Dispose();
-                _fileSystem.DeleteFile(path);
-                _fileSystem.FlushDirectory(_directory);
-                var warning = $"Removed {path} ({data.Length} bytes): {problem}; it was being created when the process stopped.";
-                warnings.Add(warning);
-                _logger.TornSegmentRemoved(path, data.Length, problem);
-                return false;
-            }
+        _fileSystem.MoveFile(temp, Path.Combine(_directory, WalFormat.ManifestFileName));
+        _fileSystem.FlushDirectory(_directory);
+        _manifest = manifest;
+    }
 
-            if (headerNumber != number)
-            {
-                throw Corrupt(path, 8, $"the header says segment {headerNumber}");
-            }
-
-            var end = WalSegmentReader.ReadFrames(data, (frameOffset, recordType, payload) =>
+    /// <summary>Verifies and replays the current segment, truncates a torn tail, and keeps it open for appending.</summary>
+    private void ReadCurrentSegment(WalSegmentFile segment, WalRecordHandler onRecord, List<string> warnings)
+    {
+        var path = segment.Path;
+        var handle = _fileSystem.OpenFile(path, FileMode.Open);
+        try
+        {
+            var data = ReadAll(handle, path, limit: Array.MaxLength);
+            var end = WalSegmentReader.ReadBatches(data, (_, recordOffset, recordType, payload) =>
             {
                 try
                 {
@@ -479,61 +560,52 @@ internal sealed class WriteAheadLog : IAsyncDisposable
                 }
                 catch (Exception ex) when (ex is FormatException or InvalidDataException or ArgumentException or OverflowException)
                 {
-                    throw Corrupt(path, frameOffset, $"a record of type {recordType} has a valid checksum but does not decode: {ex.Message}", ex);
+                    throw Corrupt(path, recordOffset, $"a record of type {recordType} has a valid checksum but does not decode: {ex.Message}", ex);
                 }
             });
 
-            var offset = end.Offset;
-            if (end.Problem is { } frameProblem)
+            if (end.Damage == WalDamageKind.Corruption)
             {
-                if (!isLast)
-                {
-                    throw Corrupt(path, offset, $"{frameProblem} (in a segment that is not the last, so not a torn write)");
-                }
+                throw Corrupt(path, end.Offset, end.Problem!);
+            }
 
-                var valid = FindValidFrame(data, offset + 1);
-                if (valid >= 0)
-                {
-                    throw Corrupt(path, offset, $"{frameProblem}, and a valid record follows at offset {valid}");
-                }
-
-                var dropped = data.Length - offset;
-                _fileSystem.SetLength(handle, offset);
+            if (end.Damage == WalDamageKind.TornTail)
+            {
+                var dropped = data.Length - end.Offset;
+                _fileSystem.SetLength(handle, end.Offset);
                 _fileSystem.FlushToDisk(handle);
-                warnings.Add($"Truncated {dropped} bytes of torn data at offset {offset} of {path} ({frameProblem}).");
-                _logger.TornTailTruncated(dropped, path, offset, frameProblem);
+                warnings.Add($"Truncated {dropped} bytes of torn data at offset {end.Offset} of {path} ({end.Problem}).");
+                _logger.TornTailTruncated(dropped, path, end.Offset, end.Problem!);
             }
 
-            if (isLast)
-            {
-                _segment = handle;
-                _segmentPath = path;
-                _segmentNumber = number;
-                _segmentLength = Math.Min(offset, data.Length);
-                _segmentCheckpointLength = WalFormat.SegmentHeaderSize;
-                keepOpen = true;
-            }
-
-            return true;
+            _segment = handle;
+            _segmentPath = path;
+            _segmentNumber = segment.Number;
+            _segmentLength = end.Offset;
+            _segmentCheckpointLength = WalFormat.SegmentHeaderSize + BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(WalFormat.SegmentHeaderSize));
         }
-        finally
+        catch
         {
-            if (!keepOpen)
-            {
-                handle.Dispose();
-            }
+            handle.Dispose();
+            throw;
         }
     }
 
-    private byte[] ReadAll(SafeFileHandle handle, string path)
+    private byte[] ReadAll(SafeFileHandle handle, string path, long limit)
     {
         var length = _fileSystem.GetLength(handle);
-        if (length > Array.MaxLength)
+        if (length > limit)
         {
-            throw Corrupt(path, 0, $"the segment is {length} bytes, larger than any segment this log writes");
+            throw Corrupt(path, 0, $"the file is {length} bytes, larger than any this log writes");
         }
 
         var data = new byte[length];
+        ReadExactly(handle, data, path);
+        return data;
+    }
+
+    private void ReadExactly(SafeFileHandle handle, byte[] data, string path)
+    {
         var read = 0;
         while (read < data.Length)
         {
@@ -545,11 +617,7 @@ internal sealed class WriteAheadLog : IAsyncDisposable
 
             read += n;
         }
-
-        return data;
     }
-
-    private static long FindValidFrame(byte[] data, int start) => WalSegmentReader.FindValidFrame(data, start);
 
     private static TransactionLogCorruptedException Corrupt(string path, long offset, string problem, Exception? inner = null)
     {

@@ -59,23 +59,15 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
         }
     }
 
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Garbage_after_the_last_record_is_truncated_and_reported(bool zeros)
+    [Fact]
+    public async Task Zeros_after_the_last_batch_are_truncated_and_reported()
     {
         await WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
         var length = new FileInfo(segment).Length;
-        var garbage = new byte[300];
-        if (!zeros)
-        {
-            new Random(42).NextBytes(garbage);
-        }
-
         using (var file = File.Open(segment, FileMode.Append))
         {
-            file.Write(garbage);
+            file.Write(new byte[300]); // the file grew but the batch's sectors never reached the disk
         }
 
         await using (var log = _dir.CreateLog())
@@ -90,18 +82,22 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     }
 
     [Fact]
-    public async Task Bad_checksum_in_the_last_record_only_is_a_torn_tail()
+    public async Task Random_bytes_after_the_last_batch_are_not_a_crash_and_refuse_to_start()
     {
         await WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
-        var bytes = File.ReadAllBytes(segment);
-        bytes[^10] ^= 0x01; // inside decision 10's payload
-        File.WriteAllBytes(segment, bytes);
+        var length = new FileInfo(segment).Length;
+        var garbage = new byte[300];
+        new Random(42).NextBytes(garbage);
+        using (var file = File.Open(segment, FileMode.Append))
+        {
+            file.Write(garbage); // a crash leaves a short file or zeroed sectors, never random bytes
+        }
 
         await using var log = _dir.CreateLog();
-        var state = await log.OpenAsync(CancellationToken.None);
-        Assert.Contains("checksum", Assert.Single(state.Warnings), StringComparison.Ordinal);
-        AssertPending(state, Range(1, 9));
+        var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
+        Assert.Contains($"at offset {length} of '{segment}'", error.Message, StringComparison.Ordinal);
+        Assert.Equal(length + 300, new FileInfo(segment).Length);
     }
 
     [Fact]
@@ -117,7 +113,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
         {
             var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
             Assert.Contains(segment, error.Message, StringComparison.Ordinal);
-            Assert.Contains("a valid record follows", error.Message, StringComparison.Ordinal);
+            Assert.Contains("does not match", error.Message, StringComparison.Ordinal);
         }
 
         Assert.Equal(bytes, File.ReadAllBytes(segment)); // nothing was "repaired"
@@ -132,26 +128,25 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     }
 
     [Fact]
-    public async Task Torn_tail_of_a_segment_that_is_not_the_last_is_corruption()
+    public async Task Damage_to_the_first_batch_of_the_segment_is_corruption_even_at_the_end_of_the_file()
     {
-        await WriteDecisionsAsync(1, 5);
-        var first = _dir.LastSegment();
-        var length = new FileInfo(first).Length;
-        using (var file = File.Open(first, FileMode.Open))
+        await using (var log = _dir.CreateLog())
         {
-            file.SetLength(length - 3);
+            await log.OpenAsync(CancellationToken.None);
         }
 
-        WriteSegment(2, []);
+        var segment = _dir.LastSegment();
+        var bytes = File.ReadAllBytes(segment);
+        Array.Resize(ref bytes, WalFormat.SegmentHeaderSize + 10); // the empty first batch, forced before the manifest named the segment
+        File.WriteAllBytes(segment, bytes);
 
-        await using var log = _dir.CreateLog();
-        var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
-        Assert.Contains(first, error.Message, StringComparison.Ordinal);
-        Assert.Contains("not the last", error.Message, StringComparison.Ordinal);
+        await using var reopened = _dir.CreateLog();
+        var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => reopened.OpenAsync(CancellationToken.None).AsTask());
+        Assert.Contains("first batch", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Last_segment_with_a_torn_header_is_removed_and_earlier_records_are_kept()
+    public async Task A_newer_segment_the_manifest_never_switched_to_is_removed_and_earlier_records_are_kept()
     {
         await WriteDecisionsAsync(1, 5);
         var torn = Path.Combine(_dir.Path, "wal-0000000000000002.seg");
@@ -165,6 +160,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
             await log.LogCommitDecisionAsync(Decision(6));
         }
 
+        Assert.False(File.Exists(torn));
         await using (var log = _dir.CreateLog())
         {
             var state = await log.OpenAsync(CancellationToken.None);
@@ -181,23 +177,24 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
         var payload = new byte[4 + 5 + 8 + 4];
         BitConverter.TryWriteBytes(payload.AsSpan(0), 5);
         "NODE!"u8.CopyTo(payload.AsSpan(4));
-        WriteSegment(2, [(2, payload)]);
+        AppendBatch([(2, payload)]);
 
         await using var log = _dir.CreateLog();
         var error = await Assert.ThrowsAsync<TransactionLogCorruptedException>(() => log.OpenAsync(CancellationToken.None).AsTask());
-        Assert.Contains("wal-0000000000000002.seg", error.Message, StringComparison.Ordinal);
+        Assert.Contains("wal-0000000000000001.seg", error.Message, StringComparison.Ordinal);
         Assert.Contains("does not decode", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Same_decision_read_twice_from_an_old_segment_and_a_copy_is_harmless()
+    public async Task Same_decision_read_twice_is_harmless()
     {
         await WriteDecisionsAsync(1, 3);
-        // As if a crash hit between writing a checkpoint and deleting the older segment.
+        // As if a checkpoint copy and the original were both read.
         var buffer = new WalFrameBuffer();
         var decision = Decision(2);
         buffer.WriteFrame(2, decision, TransactionRecordCodec.MaxCommitDecisionLength(decision), TransactionRecordCodec.CommitDecisionEncoder);
-        WriteSegment(2, [(2, buffer.WrittenSpan[WalFormat.FrameHeaderSize..^WalFormat.FrameTrailerSize].ToArray())]);
+        buffer.SealBatch(0);
+        AppendBatch([(2, buffer.WrittenSpan[(WalFormat.BatchHeaderSize + WalFormat.RecordHeaderSize)..^WalFormat.BatchTrailerSize].ToArray())]);
         buffer.Dispose();
 
         await using var log = _dir.CreateLog();
@@ -207,11 +204,12 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
         Assert.Equal(2UL, state.Epoch);
     }
 
-    /// <summary>Writes a segment file with a valid header and the given (type, payload) records.</summary>
-    private void WriteSegment(ulong number, (byte Type, byte[] Payload)[] records)
+    /// <summary>Appends one sealed batch of the given (type, payload) records to the current segment.</summary>
+    private void AppendBatch((byte Type, byte[] Payload)[] records)
     {
+        var segment = _dir.LastSegment();
+        var offset = new FileInfo(segment).Length;
         var buffer = new WalFrameBuffer();
-        buffer.WriteSegmentHeader(number);
         foreach (var (type, payload) in records)
         {
             buffer.WriteFrame(type, payload, payload.Length, static (p, d) =>
@@ -221,7 +219,12 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
             });
         }
 
-        File.WriteAllBytes(Path.Combine(_dir.Path, WalFormat.SegmentFileName(number)), buffer.WrittenSpan.ToArray());
+        buffer.SealBatch(offset);
+        using (var file = File.Open(segment, FileMode.Append))
+        {
+            file.Write(buffer.WrittenSpan);
+        }
+
         buffer.Dispose();
     }
 }

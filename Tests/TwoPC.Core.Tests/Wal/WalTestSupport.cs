@@ -103,6 +103,8 @@ internal sealed class FaultyWalFileSystem : IWalFileSystem
 
     public void DeleteFile(string path) => _inner.DeleteFile(path);
 
+    public void MoveFile(string source, string destination) => _inner.MoveFile(source, destination);
+
     public void FlushDirectory(string directory)
     {
         if (FailDirectoryFlushes)
