@@ -39,6 +39,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
     private readonly ILogger _logger;
     private readonly Meter _meter;
+    private readonly Counter<long> _lookups;
     private readonly string _legacyMarkers;
     private readonly ResiliencePipeline _checkRetry;
     private readonly ResiliencePipeline _resolveRetry;
@@ -60,6 +61,10 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
             () => new Measurement<double>(Volatile.Read(ref _oldestPreparedSeconds), new KeyValuePair<string, object?>("twopc.resource_manager", Name)),
             "s",
             "Age of the oldest prepared transaction in the database at the last recovery scan (prepared transactions hold locks and hold back VACUUM).");
+        _lookups = _meter.CreateCounter<long>(
+            "twopc.postgres.outcome_lookups",
+            "{lookup}",
+            "Outcomes PostgreSQL was asked for because the branch had already finished (a repeated COMMIT/ROLLBACK PREPARED) or a one-phase COMMIT's answer was lost; tagged with the answer (Unknown: nothing could tell).");
 
         // The server checks on first use: a few quick tries, then the caller (the coordinator retries phase 2 and
         // recovery passes) gets the connection error and comes back later.
@@ -385,6 +390,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
             _ => BranchOutcome.Unknown,
         };
         _logger.OnePhaseResolved(xid, transactionId, status ?? "null", outcome);
+        CountLookup("one-phase", outcome);
         return outcome;
     }
 
@@ -396,8 +402,20 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         _ => ex is System.Net.Sockets.SocketException or IOException or TimeoutException,
     };
 
-    private ValueTask EnsureReadyAsync(CancellationToken cancellationToken) =>
-        _ready ? ValueTask.CompletedTask : _checkRetry.ExecuteAsync(static (rm, ct) => new ValueTask(rm.CheckServerAsync(ct)), this, cancellationToken);
+    private ValueTask EnsureReadyAsync(CancellationToken cancellationToken) => _ready ? ValueTask.CompletedTask : CheckOnFirstUseAsync(cancellationToken);
+
+    private async ValueTask CheckOnFirstUseAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _checkRetry.ExecuteAsync(static (rm, ct) => new ValueTask(rm.CheckServerAsync(ct)), this, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsUnreachable(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            // Still an NpgsqlException (transient), so callers that retry connection failures keep doing so.
+            throw new NpgsqlException($"PostgreSQL resource manager '{Name}' cannot reach its server ({ex.Message}); it was not checked yet, and every operation fails until it can be reached.", ex);
+        }
+    }
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken)
     {
@@ -469,6 +487,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
             _logger.AlreadyResolved(xid, operation, evidence, outcome);
         }
 
+        CountLookup(operation == "COMMIT" ? "commit-prepared" : "rollback-prepared", outcome);
         return outcome;
     }
 
@@ -481,6 +500,12 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     }
 
     private static ulong ParseId(string text) => ulong.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
+
+    private void CountLookup(string operation, BranchOutcome outcome) => _lookups.Add(
+        1,
+        new KeyValuePair<string, object?>("twopc.resource_manager", Name),
+        new KeyValuePair<string, object?>("twopc.operation", operation),
+        new KeyValuePair<string, object?>("twopc.branch.outcome", outcome.ToString()));
 
     private ulong? Remembered(Xid xid) => _prepared.TryGetValue(xid.ToString(), out var id) ? id : null;
 

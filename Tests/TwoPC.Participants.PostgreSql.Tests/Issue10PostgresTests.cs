@@ -186,6 +186,19 @@ public sealed class Issue10PostgresTests(PostgresFixture fixture)
     public void Item07_a_prepared_transactions_32_bit_xid_gets_the_epoch_of_the_next_xid_below_it(ulong xid, ulong next, ulong expected) =>
         Assert.Equal(expected, PostgresResourceManager.WithEpoch(xid, next));
 
+    [Theory]
+    [InlineData("")]
+    [InlineData("xid8=")]
+    [InlineData("xid8=-1")]
+    [InlineData("xid8=18446744073709551616")]
+    [InlineData("http://participant/callback")]
+    public void Item07_recovery_data_without_a_transaction_id_decodes_to_none(string data) =>
+        Assert.Null(PostgresRecoveryData.TryDecode(System.Text.Encoding.UTF8.GetBytes(data)));
+
+    [Fact]
+    public void Item07_recovery_data_round_trips_the_whole_64_bit_id() =>
+        Assert.Equal(ulong.MaxValue, PostgresRecoveryData.TryDecode(PostgresRecoveryData.Encode(ulong.MaxValue).Span));
+
     [Fact]
     public async Task Item07_a_commit_repeated_after_a_restart_without_recovery_data_is_answered_from_the_scanned_transaction_id()
     {
@@ -298,7 +311,8 @@ public sealed class Issue10PostgresServerTests
             await coordinator.StartAsync();
             Assert.Equal(["orders"], (await coordinator.RecoverAsync()).FailedResourceManagers);
             var down = coordinator.Begin();
-            await Assert.ThrowsAnyAsync<NpgsqlException>(async () => await rm.EnlistAsync(down));
+            var unreachable = await Assert.ThrowsAnyAsync<NpgsqlException>(async () => await rm.EnlistAsync(down));
+            Assert.Contains("'orders' cannot reach its server", unreachable.Message, StringComparison.Ordinal);
             await down.RollbackAsync();
 
             await server.StartAgainAsync();

@@ -285,9 +285,15 @@ public sealed class PostgresParticipantTests(PostgresFixture fixture)
             await c.ExecuteAsync($"BEGIN; UPDATE items SET value = 50 WHERE id = 1; PREPARE TRANSACTION '{orphan}'");
         }
 
-        var coordinator = await db.StartCoordinatorAsync();
-        await Task.Delay(300);
+        // A safety interval the start-up pass cannot outlast on a loaded machine (it must see the orphan as too young);
+        // then passes until the orphan is old enough to be decided.
+        var coordinator = await db.StartCoordinatorAsync(o => o.OrphanSafetyInterval = TimeSpan.FromSeconds(2));
         var report = await coordinator.RecoverAsync();
+        for (var pass = 0; pass < 100 && report.Branches.All(b => b.Resolution == TwoPC.Recovery.InDoubtResolution.TooYoung); pass++)
+        {
+            await Task.Delay(100);
+            report = await coordinator.RecoverAsync();
+        }
 
         Assert.Equal(TwoPC.Recovery.InDoubtResolution.RolledBack, Assert.Single(report.Branches).Resolution);
         Assert.Equal(0, await TwoDatabases.PreparedCountAsync(db.A));
