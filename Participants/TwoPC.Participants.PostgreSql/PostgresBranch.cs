@@ -11,10 +11,13 @@ namespace TwoPC.Participants.PostgreSql;
 /// </summary>
 public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
 {
+    private const string DuplicateObject = "42710";
+
     private readonly PostgresResourceManager _rm;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private State _state = State.Active;
+    private ulong? _transactionId;
 
     private readonly DateTimeOffset _deadline;
     private readonly TimeProvider _time;
@@ -51,9 +54,11 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
     public IResourceManager ResourceManager => _rm;
 
     /// <summary>
-    /// Prepares: a branch that wrote nothing commits and votes read-only; otherwise the marker row is
-    /// inserted and <c>PREPARE TRANSACTION</c> runs. Anything PostgreSQL refuses is a No vote with the
-    /// reason, with nothing left prepared. The connection returns to the pool either way.
+    /// Prepares: reads the branch's transaction id and runs <c>PREPARE TRANSACTION</c> in one round trip. A branch
+    /// with no transaction id wrote nothing (also a <c>READ ONLY</c> one): it finishes and votes read-only. A Yes vote
+    /// carries the transaction id as recovery data, so phase 2 can ask PostgreSQL what became of the branch even
+    /// after its gid is gone. Anything PostgreSQL refuses is a No vote with the reason, with nothing left prepared.
+    /// The connection returns to the pool either way.
     /// </summary>
     public async ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken)
     {
@@ -62,42 +67,54 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         {
             if (_state != State.Active)
             {
-                return _state == State.Prepared ? Vote.Yes() : Vote.No("the branch already ended");
+                return _state == State.Prepared ? Vote.Yes(PreparedRecoveryData) : Vote.No("the branch already ended");
             }
 
             var gid = PostgresGid.Literal(Xid);
             try
             {
-                // One round trip: the marker row is written only if the branch wrote something (it has a
-                // transaction id), then PREPARE TRANSACTION. In an aborted transaction the INSERT fails with
-                // 25P02 and the PREPARE never runs — PREPARE there would silently roll back instead of failing.
+                // One round trip. In an aborted transaction the SELECT fails with 25P02 and the PREPARE never runs —
+                // PREPARE there would silently roll back instead of failing. The SELECT writes nothing, so it also
+                // works in a READ ONLY transaction.
                 _state = State.Preparing;
+                ulong? transactionId;
                 await using (var prepare = new NpgsqlBatch(Connection, Transaction))
                 {
-                    prepare.BatchCommands.Add(new NpgsqlBatchCommand(_rm.MarkerInsertIfWritten(gid)));
+                    prepare.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_xact_id_if_assigned()::text"));
                     prepare.BatchCommands.Add(new NpgsqlBatchCommand("PREPARE TRANSACTION " + gid));
-                    await prepare.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                    if (prepare.BatchCommands[0].RecordsAffected == 0)
+                    await using var reader = await prepare.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    transactionId = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !await reader.IsDBNullAsync(0, cancellationToken).ConfigureAwait(false)
+                        ? ulong.Parse(reader.GetString(0), System.Globalization.CultureInfo.InvariantCulture)
+                        : null;
+                    while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
                     {
-                        // It wrote nothing: finish the (empty) prepared transaction and leave phase 2 out.
-                        await _rm.CommitAsync(Xid, default, cancellationToken).ConfigureAwait(false);
-                        _state = State.Finished;
-                        _logger.ReadOnly(Xid);
-                        return Vote.ReadOnly;
+                        // The PREPARE's (empty) result; its error, if any, surfaces here.
                     }
                 }
 
+                if (transactionId is not { } id)
+                {
+                    // It wrote nothing (PREPARE gave the empty transaction an id of its own): finish it, no phase 2.
+                    await _rm.FinishEmptyPreparedAsync(Xid, cancellationToken).ConfigureAwait(false);
+                    _state = State.Finished;
+                    _logger.ReadOnly(Xid);
+                    return Vote.ReadOnly;
+                }
+
+                _transactionId = id;
+                _rm.RememberPrepared(Xid, id);
                 _state = State.Prepared;
-                _logger.Prepared(Xid);
-                return Vote.Yes();
+                _logger.Prepared(Xid, id);
+                return Vote.Yes(PreparedRecoveryData);
             }
-            catch (PostgresException ex)
+            catch (PostgresException ex) when (ex.InvariantSeverity == "ERROR")
             {
-                // The server refused (constraint, serialization failure, temp tables, lock or statement timeout):
-                // a failed PREPARE is a rollback, so nothing stays prepared.
+                // The server refused (constraint, serialization failure, temp tables, lock or statement timeout, gid in
+                // use): a failed PREPARE is a rollback, so nothing stays prepared. (A FATAL — the session ended — is
+                // handled below: the PREPARE may have completed before it.)
                 await RollbackQuietlyAsync().ConfigureAwait(false);
                 _state = State.Finished;
-                var reason = $"{ex.SqlState}: {ex.MessageText}";
+                var reason = ex.SqlState == DuplicateObject ? _rm.GidInUseReason(Xid, ex) : $"{ex.SqlState}: {ex.MessageText}";
                 _logger.VotedNo(Xid, reason);
                 return Vote.No(reason);
             }
@@ -123,7 +140,12 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         }
     }
 
-    /// <summary>The one-phase path: a plain <c>COMMIT</c>.</summary>
+    /// <summary>
+    /// The one-phase path: a plain <c>COMMIT</c>, answered exactly. A COMMIT that never reached the server (the
+    /// session already died, the transaction already failed) is a rollback; a COMMIT whose answer was lost is
+    /// resolved by asking PostgreSQL, on another connection, what became of the transaction id read just before.
+    /// </summary>
+    /// <exception cref="PostgresOutcomeUnknownException">PostgreSQL itself cannot tell whether the COMMIT took effect.</exception>
     public async ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -134,15 +156,20 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
                 throw new InvalidOperationException($"Branch {Xid} cannot commit in one phase: it is {_state}.");
             }
 
+            ulong? transactionId;
             try
             {
-                // An aborted transaction answers COMMIT with ROLLBACK and no error: find out first.
-                await WroteNothingAsync(cancellationToken).ConfigureAwait(false);
+                // An aborted transaction answers COMMIT with ROLLBACK and no error: find out first (25P02), and learn the
+                // transaction id to ask about if the COMMIT's answer is lost.
+                transactionId = await CurrentTransactionIdAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (PostgresException)
+            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or IOException or TimeoutException or OperationCanceledException)
             {
+                // No COMMIT was sent: the transaction failed, or its session is gone (the server rolled it back), or
+                // it is rolled back now.
                 await RollbackQuietlyAsync().ConfigureAwait(false);
                 _state = State.Finished;
+                _logger.OnePhaseRolledBackBeforeCommit(Xid, ex.Message);
                 return BranchOutcome.RolledBack;
             }
 
@@ -152,11 +179,23 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
                 _state = State.Finished;
                 return BranchOutcome.Committed;
             }
-            catch (PostgresException)
+            catch (PostgresException ex) when (ex.InvariantSeverity == "ERROR")
             {
-                // Refused at commit (deferred constraint, serialization failure): rolled back.
+                // Refused at commit (deferred constraint, serialization failure), session intact: rolled back.
                 _state = State.Finished;
                 return BranchOutcome.RolledBack;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or OperationCanceledException or InvalidOperationException)
+            {
+                // The COMMIT was sent and its answer lost (the session died, the connection broke, the call timed out).
+                _state = State.Finished;
+                if (transactionId is not { } id)
+                {
+                    return BranchOutcome.RolledBack; // it wrote nothing: committed or not, nothing changed
+                }
+
+                _logger.OnePhaseCommitInterrupted(ex, Xid, id);
+                return await _rm.ResolveOnePhaseAsync(Xid, id, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -188,7 +227,7 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
                     return BranchOutcome.RolledBack;
                 case State.Preparing:
                 case State.Prepared:
-                    var outcome = await _rm.RollbackAsync(Xid, default, cancellationToken).ConfigureAwait(false);
+                    var outcome = await _rm.RollbackAsync(Xid, PreparedRecoveryData, cancellationToken).ConfigureAwait(false);
                     _state = State.Finished;
                     return outcome;
                 default:
@@ -234,10 +273,14 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         _logger.BackendTerminated(Xid, pid);
     }
 
-    private async Task<bool> WroteNothingAsync(CancellationToken cancellationToken)
+    private ReadOnlyMemory<byte> PreparedRecoveryData => _transactionId is { } id ? PostgresRecoveryData.Encode(id) : default;
+
+    private async Task<ulong?> CurrentTransactionIdAsync(CancellationToken cancellationToken)
     {
-        await using var check = new NpgsqlCommand("SELECT pg_current_xact_id_if_assigned() IS NULL", Connection, Transaction);
-        return (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        await using var check = new NpgsqlCommand("SELECT pg_current_xact_id_if_assigned()::text", Connection, Transaction);
+        return await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string text
+            ? ulong.Parse(text, System.Globalization.CultureInfo.InvariantCulture)
+            : null;
     }
 
     private async Task RollbackQuietlyAsync()

@@ -1,8 +1,11 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using Polly;
+using Polly.Retry;
 using TwoPC.Diagnostics;
 using TwoPC.Protocol;
 using TwoPC.Transactions;
@@ -15,19 +18,34 @@ namespace TwoPC.Participants.PostgreSql;
 /// pooled connection; recovery reads <c>pg_prepared_xacts</c>.
 /// </summary>
 /// <remarks>
-/// Each prepared branch also writes a marker row (its gid) inside its own transaction, so when a
-/// commit or rollback finds no prepared transaction (SQLSTATE 42704) the marker tells "already committed"
-/// from "rolled back by someone else" — the latter is a heuristic outcome, reported, never ignored.
-/// Create it with <see cref="CreateAsync"/>, which fails fast on a server with
-/// <c>max_prepared_transactions = 0</c>.
+/// A Yes vote carries the branch's 64-bit transaction id (<c>xid8</c>) as recovery data, logged with the commit
+/// decision. When a commit or rollback finds no prepared transaction under the gid (SQLSTATE 42704: it was finished
+/// before, by us or by someone else), <c>pg_xact_status</c> of that id tells "already committed" from "rolled back" —
+/// the latter, for a commit, is a heuristic outcome, reported, never ignored. PostgreSQL keeps that evidence itself, so
+/// nothing is written per branch and nothing has to be cleaned up. Create it with <see cref="CreateAsync"/>, which
+/// checks the server when it is reachable (failing fast on <c>max_prepared_transactions = 0</c>) and otherwise defers
+/// the checks to first use, so a coordinator can start (and recover its other resources) while this server is down.
 /// </remarks>
 public sealed partial class PostgresResourceManager : IResourceManager, IPreparedAgeReporter, IDisposable
 {
     private const string UndefinedObject = "42704";
+    private const string InvalidParameterValue = "22023";
+
+    /// <summary>How many prepared branches' transaction ids are remembered for phase-2 calls that bring no recovery data.</summary>
+    private const int RememberedCapacity = 65_536;
+
+    /// <summary>How long a one-phase commit whose answer was lost waits for PostgreSQL to finish the transaction.</summary>
+    private static readonly TimeSpan OnePhaseResolveBudget = TimeSpan.FromSeconds(15);
 
     private readonly ILogger _logger;
     private readonly Meter _meter;
-    private readonly string _markers;
+    private readonly Counter<long> _lookups;
+    private readonly string _legacyMarkers;
+    private readonly ResiliencePipeline _checkRetry;
+    private readonly ResiliencePipeline _resolveRetry;
+    private readonly ConcurrentDictionary<string, ulong> _prepared = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _preparedOrder = new();
+    private volatile bool _ready;
     private double _oldestPreparedSeconds;
 
     private PostgresResourceManager(string name, NpgsqlDataSource dataSource, PostgresResourceManagerOptions options, ILogger logger, IMeterFactory? meterFactory)
@@ -36,13 +54,48 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         DataSource = dataSource;
         Options = options;
         _logger = logger;
-        _markers = options.MarkerSchema + ".markers";
+        _legacyMarkers = options.MarkerSchema + ".markers";
         _meter = meterFactory?.Create(new MeterOptions(TwoPCTelemetry.MeterName)) ?? new Meter(TwoPCTelemetry.MeterName);
         _meter.CreateObservableGauge(
             "twopc.postgres.oldest_prepared_age",
             () => new Measurement<double>(Volatile.Read(ref _oldestPreparedSeconds), new KeyValuePair<string, object?>("twopc.resource_manager", Name)),
             "s",
             "Age of the oldest prepared transaction in the database at the last recovery scan (prepared transactions hold locks and hold back VACUUM).");
+        _lookups = _meter.CreateCounter<long>(
+            "twopc.postgres.outcome_lookups",
+            "{lookup}",
+            "Outcomes PostgreSQL was asked for because the branch had already finished (a repeated COMMIT/ROLLBACK PREPARED) or a one-phase COMMIT's answer was lost; tagged with the answer (Unknown: nothing could tell).");
+
+        // The server checks on first use: a few quick tries, then the caller (the coordinator retries phase 2 and
+        // recovery passes) gets the connection error and comes back later.
+        _checkRetry = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsUnreachable),
+                MaxRetryAttempts = 3,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = TimeSpan.FromMilliseconds(100),
+                OnRetry = args =>
+                {
+                    _logger.CheckRetry(args.Outcome.Exception, Name, args.AttemptNumber + 1);
+                    return default;
+                },
+            })
+            .Build();
+
+        // A one-phase commit's outcome: asked again while the transaction is still finishing or the server is unreachable.
+        _resolveRetry = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is StillInProgressException || IsUnreachable(ex)),
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = TimeSpan.FromMilliseconds(50),
+                MaxDelay = TimeSpan.FromSeconds(1),
+            })
+            .Build();
     }
 
     /// <inheritdoc />
@@ -63,7 +116,9 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
     /// <summary>
     /// Creates the resource manager and checks the server: fails with <see cref="PostgresConfigurationException"/>
-    /// when <c>max_prepared_transactions</c> is 0, warns when it is below the pool size, and creates the marker table.
+    /// when <c>max_prepared_transactions</c> is 0 and warns when it is below the pool size. When the server cannot be
+    /// reached, the resource manager is created anyway (a warning is logged) and the checks run on first use — every
+    /// operation then fails with the connection error, or the configuration error, until they pass.
     /// </summary>
     /// <param name="name">The unique, stable name to register with the coordinator (for example the database's name).</param>
     /// <param name="dataSource">Where to connect. The connecting role must own its prepared transactions (or be superuser) to commit them.</param>
@@ -89,7 +144,16 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
         var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("TwoPC.Participants.PostgreSql");
         var rm = new PostgresResourceManager(name, dataSource, options, logger, meterFactory);
-        await rm.CheckServerAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await rm.CheckServerAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsUnreachable(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            // Not reachable now: the coordinator must still start and recover what it can reach; checked on first use.
+            logger.ServerUnreachableAtStart(ex, name);
+        }
+
         return rm;
     }
 
@@ -117,6 +181,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
         // Validate before any work: a branch whose gid could not be prepared must not exist.
         _ = PostgresGid.Literal(xid);
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -143,6 +208,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     public async ValueTask<bool> IsPreparedAsync(Xid xid, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(xid);
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var query = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @gid AND database = current_database())", connection);
         query.Parameters.AddWithValue("gid", xid.ToString());
@@ -150,9 +216,17 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// When no transaction is prepared under the gid, the transaction id in <paramref name="recoveryData"/> (the Yes
+    /// vote's) tells what became of it: committed (the expected repeat after a lost acknowledgement), rolled back (by
+    /// someone else: a heuristic outcome), or <see cref="BranchOutcome.Unknown"/> when PostgreSQL no longer knows.
+    /// Without a transaction id (a decision logged by an older version), a marker row that version wrote says
+    /// committed; otherwise the answer is <see cref="BranchOutcome.Unknown"/>, never a guess.
+    /// </remarks>
     public async ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
         var gid = PostgresGid.Literal(xid);
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await ExecuteAsync("COMMIT PREPARED " + gid, cancellationToken).ConfigureAwait(false);
@@ -160,14 +234,20 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         }
         catch (PostgresException ex) when (ex.SqlState == UndefinedObject)
         {
-            return await ResolvedAlreadyAsync(xid, "COMMIT", cancellationToken).ConfigureAwait(false);
+            return await FinishedAlreadyAsync(xid, "COMMIT", recoveryData, cancellationToken).ConfigureAwait(false);
         }
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// When no transaction is prepared under the gid, the transaction id in <paramref name="recoveryData"/> tells
+    /// whether someone committed it (reported as <see cref="BranchOutcome.Committed"/>: a heuristic outcome). Without
+    /// one, the branch is presumed rolled back, as the protocol presumes abort.
+    /// </remarks>
     public async ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
         var gid = PostgresGid.Literal(xid);
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await ExecuteAsync("ROLLBACK PREPARED " + gid, cancellationToken).ConfigureAwait(false);
@@ -175,25 +255,27 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         }
         catch (PostgresException ex) when (ex.SqlState == UndefinedObject)
         {
-            return await ResolvedAlreadyAsync(xid, "ROLLBACK", cancellationToken).ConfigureAwait(false);
+            return await FinishedAlreadyAsync(xid, "ROLLBACK", recoveryData, cancellationToken).ConfigureAwait(false);
         }
     }
 
     /// <summary>
     /// Lists the TwoPC branches prepared in this database (<c>pg_prepared_xacts</c>, filtered to the current
-    /// database and TwoPC's XID format; other gids are not ours). Also measures the oldest prepared
-    /// transaction and deletes a bounded batch of expired marker rows.
+    /// database and TwoPC's XID format; other gids are not ours) and measures the oldest prepared transaction.
     /// </summary>
     public async ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken)
     {
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         var branches = new List<InDoubtBranch>();
         TimeSpan? oldestAge = null;
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
 
         // One scan serves both the in-doubt list (TwoPC's format only) and the age of the oldest prepared
         // transaction of any kind (all of them hold locks and hold back VACUUM).
+        // Each branch's transaction id is remembered too (pg_prepared_xacts has the 32-bit xid; the next xid8 gives its
+        // epoch), so a repeated commit after a restart that brings no recovery data can still be answered exactly.
         await using (var scan = new NpgsqlCommand(
-            "SELECT gid, prepared, now() - prepared FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared", connection))
+            "SELECT gid, prepared, now() - prepared, transaction::text, pg_snapshot_xmax(pg_current_snapshot())::text FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared", connection))
         await using (var reader = await scan.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -202,35 +284,29 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
                 if (Xid.TryParse(reader.GetString(0), out var xid) && xid.FormatId == Xid.TwoPCFormatId)
                 {
                     branches.Add(new InDoubtBranch(xid, reader.GetFieldValue<DateTimeOffset>(1)));
+                    RememberPrepared(xid, WithEpoch(ParseId(reader.GetString(3)), ParseId(reader.GetString(4))));
                 }
             }
         }
 
         OldestPreparedAge = oldestAge;
         Volatile.Write(ref _oldestPreparedSeconds, oldestAge?.TotalSeconds ?? 0);
-
-        await using (var cleanup = new NpgsqlCommand(
-            $"DELETE FROM {_markers} WHERE gid IN (SELECT gid FROM {_markers} WHERE created_at < now() - @retention LIMIT @batch)", connection))
-        {
-            cleanup.Parameters.AddWithValue("retention", Options.MarkerRetention);
-            cleanup.Parameters.AddWithValue("batch", Options.MarkerCleanupBatchSize);
-            var deleted = await cleanup.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            if (deleted > 0)
-            {
-                _logger.MarkersDeleted(Name, deleted);
-            }
-        }
-
         return branches;
     }
 
-    /// <summary>Forgets a heuristically completed branch: deletes its marker row.</summary>
+    /// <summary>Forgets a heuristically completed branch: what this process remembers of it, and the marker row an older version may have left.</summary>
     public async ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(xid);
+        _prepared.TryRemove(xid.ToString(), out _);
+        await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand($"DELETE FROM {_markers} WHERE gid = @gid", connection);
-        command.Parameters.AddWithValue("gid", xid.ToString());
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        if (await LegacyMarkersExistAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            await using var command = new NpgsqlCommand($"DELETE FROM {_legacyMarkers} WHERE gid = @gid", connection);
+            command.Parameters.AddWithValue("gid", xid.ToString());
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
@@ -239,8 +315,107 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// <inheritdoc />
     public override string ToString() => Name;
 
-    internal string MarkerInsertIfWritten(string gidLiteral) =>
-        $"INSERT INTO {_markers} (gid) SELECT {gidLiteral} WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
+    /// <summary>Remembers a prepared branch's transaction id for phase-2 calls that bring no recovery data (a remote
+    /// participant's coordinator repeating a commit whose answer was lost). Bounded: the oldest are forgotten first.</summary>
+    internal void RememberPrepared(Xid xid, ulong transactionId)
+    {
+        var gid = xid.ToString();
+        if (_prepared.TryAdd(gid, transactionId))
+        {
+            _preparedOrder.Enqueue(gid);
+            while (_preparedOrder.Count > RememberedCapacity && _preparedOrder.TryDequeue(out var oldest))
+            {
+                _prepared.TryRemove(oldest, out _);
+            }
+        }
+        else
+        {
+            _prepared[gid] = transactionId;
+        }
+    }
+
+    /// <summary>Finishes a prepared transaction that wrote nothing (a read-only branch): commit or rollback are the same.</summary>
+    internal async Task FinishEmptyPreparedAsync(Xid xid, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ExecuteAsync("COMMIT PREPARED " + PostgresGid.Literal(xid), cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == UndefinedObject)
+        {
+            // Already finished: it held nothing.
+        }
+    }
+
+    /// <summary>The No vote's reason when PREPARE TRANSACTION finds the gid in use (42710).</summary>
+    internal string GidInUseReason(Xid xid, PostgresException ex)
+    {
+        var node = xid.TryGetGlobalTransactionId()?.Node.ToString() ?? "?";
+        _logger.GidInUse(xid, Name, node);
+        return $"{ex.SqlState}: {ex.MessageText}. A transaction is already prepared under this gid, and only coordinator node '{node}' hands out its transaction ids: " +
+            $"another coordinator may be using the same node id '{node}' with a different log. Node ids must be unique; give each coordinator its own.";
+    }
+
+    /// <summary>
+    /// A one-phase COMMIT of transaction <paramref name="transactionId"/> whose answer was lost: asks PostgreSQL, on
+    /// another connection, until the transaction has finished (a little while) — never a guess.
+    /// </summary>
+    internal async Task<BranchOutcome> ResolveOnePhaseAsync(Xid xid, ulong transactionId, CancellationToken cancellationToken)
+    {
+        // Its own budget: the caller's token may be what interrupted the COMMIT.
+        using var budget = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken.IsCancellationRequested ? CancellationToken.None : cancellationToken);
+        budget.CancelAfter(OnePhaseResolveBudget);
+        string? status;
+        try
+        {
+            status = await _resolveRetry.ExecuteAsync(
+                static async (state, ct) =>
+                {
+                    var answer = await state.rm.TransactionStatusAsync(state.transactionId, ct).ConfigureAwait(false);
+                    return answer == "in progress" ? throw new StillInProgressException() : answer;
+                },
+                (rm: this, transactionId),
+                budget.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (budget.IsCancellationRequested && ex is OperationCanceledException or StillInProgressException || IsUnreachable(ex))
+        {
+            throw new PostgresOutcomeUnknownException(
+                $"The COMMIT of branch {xid} (transaction {transactionId}) was interrupted and PostgreSQL could not be asked, or had not finished it, within {OnePhaseResolveBudget.TotalSeconds:0} s: its outcome is unknown.", ex);
+        }
+
+        var outcome = status switch
+        {
+            "committed" => BranchOutcome.Committed,
+            "aborted" => BranchOutcome.RolledBack,
+            _ => BranchOutcome.Unknown,
+        };
+        _logger.OnePhaseResolved(xid, transactionId, status ?? "null", outcome);
+        CountLookup("one-phase", outcome);
+        return outcome;
+    }
+
+    /// <summary>A transient failure to reach the server (refused, reset, timed out, shutting down, starting up).</summary>
+    internal static bool IsUnreachable(Exception ex) => ex switch
+    {
+        PostgresException pg => pg.SqlState is "57P01" or "57P02" or "57P03" or "53300" || pg.SqlState.StartsWith("08", StringComparison.Ordinal),
+        NpgsqlException npgsql => npgsql.IsTransient,
+        _ => ex is System.Net.Sockets.SocketException or IOException or TimeoutException,
+    };
+
+    private ValueTask EnsureReadyAsync(CancellationToken cancellationToken) => _ready ? ValueTask.CompletedTask : CheckOnFirstUseAsync(cancellationToken);
+
+    private async ValueTask CheckOnFirstUseAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _checkRetry.ExecuteAsync(static (rm, ct) => new ValueTask(rm.CheckServerAsync(ct)), this, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsUnreachable(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            // Still an NpgsqlException (transient), so callers that retry connection failures keep doing so.
+            throw new NpgsqlException($"PostgreSQL resource manager '{Name}' cannot reach its server ({ex.Message}); it was not checked yet, and every operation fails until it can be reached.", ex);
+        }
+    }
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken)
     {
@@ -249,24 +424,107 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>No prepared transaction under the gid: its marker row says whether it committed.</summary>
-    private async Task<BranchOutcome> ResolvedAlreadyAsync(Xid xid, string operation, CancellationToken cancellationToken)
+    /// <summary><c>pg_xact_status</c>: committed, aborted, in progress, or <see langword="null"/> when PostgreSQL no longer
+    /// knows (older than its commit-status horizon, or not a transaction of this server).</summary>
+    private async Task<string?> TransactionStatusAsync(ulong transactionId, CancellationToken cancellationToken)
     {
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {_markers} WHERE gid = @gid)", connection);
-        command.Parameters.AddWithValue("gid", xid.ToString());
-        var committed = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        var outcome = committed ? BranchOutcome.Committed : BranchOutcome.RolledBack;
-        if ((operation == "COMMIT") == committed)
+        await using var command = new NpgsqlCommand("SELECT pg_xact_status($1::text::xid8)", connection);
+        command.Parameters.AddWithValue(transactionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
         {
-            _logger.AlreadyDone(xid, operation, outcome); // the expected repeat: nothing anyone must look at
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+        }
+        catch (PostgresException ex) when (ex.SqlState == InvalidParameterValue)
+        {
+            // "transaction ID … is in the future": not a transaction of this server as it is now (restored from a backup?).
+            _logger.TransactionIdFromTheFuture(Name, transactionId, ex.MessageText);
+            return null;
+        }
+    }
+
+    /// <summary>No prepared transaction under the gid: PostgreSQL's record of its transaction id says what became of it.</summary>
+    private async Task<BranchOutcome> FinishedAlreadyAsync(Xid xid, string operation, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
+    {
+        BranchOutcome outcome;
+        string evidence;
+        if ((PostgresRecoveryData.TryDecode(recoveryData.Span) ?? Remembered(xid)) is { } transactionId)
+        {
+            var status = await TransactionStatusAsync(transactionId, cancellationToken).ConfigureAwait(false);
+            outcome = status switch
+            {
+                "committed" => BranchOutcome.Committed,
+                "aborted" => BranchOutcome.RolledBack,
+
+                // Being finished by another session right now: ask again (the coordinator retries).
+                "in progress" => throw new PostgresOutcomeUnknownException($"Branch {xid}: no prepared transaction under its gid, but its transaction {transactionId} is still in progress; asked again later."),
+                _ => BranchOutcome.Unknown,
+            };
+            evidence = $"pg_xact_status({transactionId}) is {status ?? "null (PostgreSQL no longer knows)"}";
         }
         else
         {
-            _logger.AlreadyResolved(xid, operation, committed ? "present" : "absent", outcome);
+            await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            if (await LegacyMarkerExistsAsync(connection, xid, cancellationToken).ConfigureAwait(false))
+            {
+                outcome = BranchOutcome.Committed;
+                evidence = "no transaction id in the recovery data; a marker row of an older version is present";
+            }
+            else
+            {
+                // Presumed abort for a rollback; a commit cannot tell a branch committed long ago from one someone rolled back.
+                outcome = operation == "COMMIT" ? BranchOutcome.Unknown : BranchOutcome.RolledBack;
+                evidence = "no transaction id in the recovery data (a decision logged by an older version) and no marker row";
+            }
         }
 
+        if ((operation == "COMMIT" && outcome == BranchOutcome.Committed) || (operation == "ROLLBACK" && outcome == BranchOutcome.RolledBack))
+        {
+            _logger.AlreadyDone(xid, operation, outcome, evidence); // the expected repeat: nothing anyone must look at
+        }
+        else
+        {
+            _logger.AlreadyResolved(xid, operation, evidence, outcome);
+        }
+
+        CountLookup(operation == "COMMIT" ? "commit-prepared" : "rollback-prepared", outcome);
         return outcome;
+    }
+
+    /// <summary>The 64-bit id of a running (prepared) transaction whose 32-bit xid is <paramref name="xid"/>: the one
+    /// just below <paramref name="nextXid8"/> (a running transaction is less than 2^31 transactions old).</summary>
+    internal static ulong WithEpoch(ulong xid, ulong nextXid8)
+    {
+        var candidate = (nextXid8 & 0xFFFF_FFFF_0000_0000UL) | (xid & 0xFFFF_FFFFUL);
+        return candidate >= nextXid8 && candidate >= 1UL << 32 ? candidate - (1UL << 32) : candidate;
+    }
+
+    private static ulong ParseId(string text) => ulong.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
+
+    private void CountLookup(string operation, BranchOutcome outcome) => _lookups.Add(
+        1,
+        new KeyValuePair<string, object?>("twopc.resource_manager", Name),
+        new KeyValuePair<string, object?>("twopc.operation", operation),
+        new KeyValuePair<string, object?>("twopc.branch.outcome", outcome.ToString()));
+
+    private ulong? Remembered(Xid xid) => _prepared.TryGetValue(xid.ToString(), out var id) ? id : null;
+
+    private async Task<bool> LegacyMarkersExistAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var exists = new NpgsqlCommand($"SELECT to_regclass('{_legacyMarkers}') IS NOT NULL", connection);
+        return (bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private async Task<bool> LegacyMarkerExistsAsync(NpgsqlConnection connection, Xid xid, CancellationToken cancellationToken)
+    {
+        if (!await LegacyMarkersExistAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {_legacyMarkers} WHERE gid = @gid)", connection);
+        command.Parameters.AddWithValue("gid", xid.ToString());
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     private async Task CheckServerAsync(CancellationToken cancellationToken)
@@ -295,33 +553,14 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
             _logger.FewPreparedTransactions(Name, maxPrepared, poolSize);
         }
 
-        // Only when missing: even CREATE ... IF NOT EXISTS takes a table lock that waits for prepared
-        // branches holding their marker rows, and recovery must start while such branches exist.
-        await using (var exists = new NpgsqlCommand($"SELECT to_regclass('{_markers}') IS NOT NULL", connection))
-        {
-            if ((bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
-            {
-                _logger.Ready(Name, maxPrepared, maxConnections);
-                return;
-            }
-        }
-
-        await using (var create = new NpgsqlCommand(
-            $"CREATE SCHEMA IF NOT EXISTS {Options.MarkerSchema}; " +
-            $"CREATE TABLE IF NOT EXISTS {_markers} (gid text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now()); " +
-            $"CREATE INDEX IF NOT EXISTS markers_created_at ON {_markers} USING brin (created_at)", connection))
-        {
-            try
-            {
-                await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (PostgresException ex) when (ex.SqlState is "23505" or "42P07")
-            {
-                // Another process created it at the same moment.
-            }
-        }
-
+        _ready = true;
         _logger.Ready(Name, maxPrepared, maxConnections);
+    }
+
+    /// <summary>The transaction is still finishing: ask again.</summary>
+    private sealed class StillInProgressException : Exception
+    {
+        public StillInProgressException() : base("The transaction is still in progress.") { }
     }
 
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]

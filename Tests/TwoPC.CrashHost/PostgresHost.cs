@@ -82,6 +82,12 @@ internal static class PostgresHost
             var prepared = await PreparedAsync(a, prefix) + await PreparedAsync(b, prefix);
             if (prepared == 0 && coordinator.RecoveringTransactions == 0)
             {
+                // What recovery concluded about branches it re-drove: a heuristic here is what an operator would see.
+                foreach (var heuristic in coordinator.GetHeuristics())
+                {
+                    Output.Line($"HEURISTIC {heuristic.TransactionId} {heuristic.Kind}");
+                }
+
                 Output.Line("RECOVERED");
                 return 0;
             }

@@ -58,6 +58,40 @@ public sealed class PostgresCrashTests(PostgresFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task Item07_committed_in_doubt_longer_than_marker_retention_then_killed_before_end_recovery_reports_committed()
+    {
+        var (a, b, log) = await PrepareAsync();
+        try
+        {
+            // Both branches committed, the coordinator killed before END: the restart re-drives COMMIT PREPARED and
+            // gets 42704 (no such prepared transaction) for both.
+            var run = await RunAndKillAsync(a, b, log, "--crash-step", "AfterBranchCommitted", "--crash-k", "2");
+            Assert.True((1, 1) == (await ValueAsync(a), await ValueAsync(b)), run);
+            Assert.Equal((0L, 0L), (await PreparedAsync(a), await PreparedAsync(b)));
+
+            // The transaction had been in doubt for longer than any evidence retention (a day, say), and a recovery
+            // pass ran before the re-drive: whatever the resource manager keeps per branch, it must not lose what
+            // this re-drive needs.
+            foreach (var connectionString in new[] { a, b })
+            {
+                await using var c = new NpgsqlConnection(connectionString);
+                await c.ExecuteAsync("DO $$ BEGIN IF to_regclass('twopc.markers') IS NOT NULL THEN UPDATE twopc.markers SET created_at = now() - interval '25 hours'; END IF; END $$");
+                await using var ds = NpgsqlDataSource.Create(connectionString);
+                using var rm = await PostgresResourceManager.CreateAsync("pass", ds);
+                await rm.RecoverAsync(default);
+            }
+
+            var recovery = await RecoverAsync(a, b, log);
+            Assert.False(recovery.StdoutLines.Any(l => l.StartsWith("HEURISTIC", StringComparison.Ordinal)), recovery.Describe);
+            Assert.Equal((1, 1), (await ValueAsync(a), await ValueAsync(b)));
+        }
+        finally
+        {
+            Directory.Delete(log, recursive: true);
+        }
+    }
+
     private async Task<(string A, string B, string Log)> PrepareAsync()
     {
         var a = await fixture.Server.CreateDatabaseAsync();
@@ -81,11 +115,12 @@ public sealed class PostgresCrashTests(PostgresFixture fixture)
         return host.Describe();
     }
 
-    private static async Task RecoverAsync(string a, string b, string log)
+    private static async Task<(IReadOnlyList<string> StdoutLines, string Describe)> RecoverAsync(string a, string b, string log)
     {
         using var host = CrashHostProcess.Start(["pg-recover", "--log", log, "--db-a", a, "--db-b", b]);
         var exit = await host.WaitForExitAsync(Wait);
         Assert.True(exit == 0 && host.StdoutLines.Contains("RECOVERED"), host.Describe());
+        return ([.. host.StdoutLines], host.Describe());
     }
 
     private static async Task<long> PreparedAsync(string connectionString)
