@@ -177,6 +177,44 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Equal(0, await _beta.PreparedAsync());
     }
 
+    [Fact]
+    public async Task Item10_a_lone_remote_branch_whose_commit_callback_fails_once_with_503_ends_committed()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-10", 10, HttpStatusCode.OK);
+        await FailNextCommitAsync(_alpha);
+
+        // The only branch votes Yes; its first /commit answers 503. The commit decision is logged and phase 2 asks again.
+        var outcome = await tx.CommitAsync();
+
+        Assert.NotNull(await _alpha.Process.WaitForLineAsync(TimeSpan.FromSeconds(5), "commit-failed"));
+        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.Equal(1, await _alpha.CountAsync("a-10"));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Equal("Committed", (await _client.GetStatusAsync(tx.Id)).State);
+        Assert.Empty(await AdminHeuristicsAsync());
+    }
+
+    [Fact]
+    public async Task Item10_a_lone_remote_branch_whose_participant_restarts_during_its_commit_ends_committed()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-11", 10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_alpha);
+
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _alpha.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        _alpha.Kill(); // the participant dies holding the commit call of the only branch
+        Assert.Equal(1, await _alpha.PreparedAsync());
+        await _alpha.StartAsync();
+
+        var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-11") == 1, TimeSpan.FromSeconds(30), _alpha.Process.Describe);
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Empty(await AdminHeuristicsAsync());
+    }
+
     private async Task PostEntryAsync(LedgerProcess ledger, RemoteTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
     {
         using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
@@ -188,6 +226,14 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         using var response = await _http.PostAsync(new Uri(ledger.Url, "test/hold-next-commit"), null);
         response.EnsureSuccessStatusCode();
     }
+
+    private async Task FailNextCommitAsync(LedgerProcess ledger)
+    {
+        using var response = await _http.PostAsync(new Uri(ledger.Url, "test/fail-next-commit"), null);
+        response.EnsureSuccessStatusCode();
+    }
+
+    private Task<IReadOnlyList<HeuristicDto>> AdminHeuristicsAsync() => new TwoPCAdminClient(_client.Http, CoordinatorProcess.AdminKey).ListHeuristicsAsync();
 
     private static StringContent JsonContent(string id) => new($"{{\"id\":\"{id}\",\"amount\":1}}", System.Text.Encoding.UTF8, "application/json");
 }
