@@ -30,6 +30,9 @@ internal static partial class RemoteParticipantLog
     [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Callback {Path} refused: missing or wrong TwoPC-Callback-Key")]
     public static partial void CallbackRefused(this ILogger logger, string path);
 
+    [LoggerMessage(EventId = 7008, Level = LogLevel.Information, Message = "Branch {Xid} rolled back by the coordinator while its request was working: session {Pid} terminated from another connection")]
+    public static partial void SessionTerminated(this ILogger logger, Xid xid, int pid);
+
     [LoggerMessage(EventId = 7010, Level = LogLevel.Information, Message = "Recovery of '{Name}': branch {Xid} is {State} at the coordinator; {Action}")]
     public static partial void Recovered(this ILogger logger, string name, Xid xid, string state, string action);
 
