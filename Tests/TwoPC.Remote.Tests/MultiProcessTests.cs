@@ -215,6 +215,55 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Empty(await AdminHeuristicsAsync());
     }
 
+    [Fact]
+    public async Task Item11_a_participant_never_presumes_abort_for_a_branch_of_a_coordinator_node_it_cannot_ask()
+    {
+        // A commit decision is logged under the coordinator's node id; alpha commits, beta's commit is held when the
+        // coordinator is SIGKILLed. Beta's participant has already learned (and cached) that node id.
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(6));
+        await PostEntryAsync(_alpha, tx, "a-12", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-12", -10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_beta);
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _beta.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-12") == 1, TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        _coordinator.Kill();
+        await Assert.ThrowsAnyAsync<Exception>(() => commit);
+
+        // The coordinator comes back at the same address under another node id, on a new log: it has no record of the
+        // old node's transactions and answers "Unknown" for them. Beta must not take that for presumed abort.
+        var (oldNode, oldLog) = (_coordinator.NodeId, _coordinator.LogDirectory);
+        var newLog = Directory.CreateTempSubdirectory("twopc-remote-renamed-");
+        try
+        {
+            _coordinator.NodeId = CoordinatorProcess.NewNodeId();
+            _coordinator.LogDirectory = newLog.FullName;
+            await _coordinator.StartAsync();
+
+            // Beta's recovery passes (every 0.5 s) look at the branch: it must stay prepared, with a warning. (Caching the old
+            // node id, beta used to ask the new coordinator, hear "Unknown", and roll it back once past its deadline.)
+            await Eventually.TrueAsync(
+                async () => _beta.Process.Describe().Contains("never presumed aborted", StringComparison.Ordinal) || await _beta.PreparedAsync() == 0,
+                TimeSpan.FromSeconds(60),
+                _beta.Process.Describe);
+            Assert.True(await _beta.PreparedAsync() == 1, "beta rolled back a branch whose decision is in the old node's log\n" + _beta.Process.Describe());
+            Assert.Equal(0, await _beta.CountAsync("b-12"));
+
+            // The old node's coordinator, on its own log, re-drives its decision: beta commits, atomic with alpha.
+            _coordinator.Kill();
+            (_coordinator.NodeId, _coordinator.LogDirectory) = (oldNode, oldLog);
+            await _coordinator.StartAsync();
+            await Eventually.TrueAsync(async () => await _beta.CountAsync("b-12") == 1, TimeSpan.FromSeconds(60), _beta.Process.Describe);
+            Assert.Equal(1, await _alpha.CountAsync("a-12"));
+            await Eventually.TrueAsync(async () => await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            _coordinator.Kill();
+            newLog.Delete(recursive: true);
+        }
+    }
+
     private async Task PostEntryAsync(LedgerProcess ledger, RemoteTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
     {
         using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
