@@ -137,7 +137,7 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
 
         return _callbackUrls.TryGetValue(xid, out var registered)
             ? registered
-            : throw new InvalidOperationException($"Cannot {verb} branch {xid} of '{Name}': no callback URL is known for it (it is in no logged decision or heuristic, and was not registered since this coordinator started). The participant's own recovery settles it by asking GET /transactions/{{id}}; or call its {(verb == "commit" ? "commit" : "rollback")} endpoint yourself.");
+            : throw new InvalidOperationException($"Cannot {verb} branch {xid} of '{Name}': no callback URL is known for it (it is in no logged decision or heuristic, and was not registered since this coordinator started). A participant's own recovery settles a branch of its coordinator's node by asking GET /transactions/{{id}}; otherwise call the participant's {(verb == "commit" ? "commit" : "rollback")} callback yourself.");
     }
 
     private async Task<HttpResponseMessage> PostAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken)
