@@ -35,8 +35,8 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
     /// </summary>
     public bool CommitsAtomically => false;
 
-    /// <summary>The branches registered since this process started whose outcome the participant has not answered yet.</summary>
-    internal int RememberedCallbackUrls => _callbackUrls.Count;
+    /// <summary>How many branches registered since this process started have a callback URL remembered: those whose outcome the participant has not answered yet.</summary>
+    public int RememberedCallbackUrls => _callbackUrls.Count;
 
     /// <inheritdoc />
     /// <exception cref="InvalidOperationException">No callback URL is known for the branch (not in its recovery data, not registered with this process).</exception>
@@ -53,7 +53,12 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
         ValueTask.FromResult<IReadOnlyCollection<InDoubtBranch>>([]);
 
     /// <inheritdoc />
-    public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+    /// <remarks>Not sent to the participant; the coordinator only stops remembering the branch's callback URL.</remarks>
+    public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken)
+    {
+        Finished(xid);
+        return ValueTask.CompletedTask;
+    }
 
     /// <summary>Creates the branch that <c>GlobalTransaction.Enlist</c> adds for a participant at <paramref name="callbackUrl"/>.</summary>
     public ITransactionBranch CreateBranch(Xid xid, Uri callbackUrl)

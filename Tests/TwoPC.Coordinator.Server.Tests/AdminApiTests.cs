@@ -136,6 +136,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         // reach its participant, so it must not report it rolled back.
         var id = await BeginAsync(Client);
         await RegisterAsync(Client, id, "orphan-rm");
+        Assert.Equal(1, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "orphan-rm")).RememberedCallbackUrls);
         using var unreachable = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/rollback", new { resourceManager = "orphan-rm" });
         var failed = await AssertProblemAsync(unreachable, HttpStatusCode.BadGateway);
         Assert.Contains("no callback URL is known", failed.GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -196,6 +197,11 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         Assert.Equal("RolledBack", (await forced.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("outcome").GetString());
         Assert.Equal(calls + 1, Participants.Calls.Count(c => c == $"nolog-b rollback {xb}"));
         Assert.Equal("rolledBack", Participants.States[("nolog-b", xb)]);
+
+        // Answered: the URL is no longer remembered (nor is a branch that voted no).
+        var coordinator = server.Services.GetRequiredService<TransactionCoordinator>();
+        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-b")).RememberedCallbackUrls);
+        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-a")).RememberedCallbackUrls);
     }
 
     [Fact]
