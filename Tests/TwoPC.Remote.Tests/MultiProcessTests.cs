@@ -116,7 +116,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task Coordinator_killed_before_its_decision_leaves_prepared_branches_that_the_participants_roll_back()
     {
-        var tx = await _client.BeginAsync(TimeSpan.FromSeconds(2));
+        var tx = await _client.BeginAsync(TimeSpan.FromSeconds(6)); // long enough for both branches to prepare on a loaded machine
         await PostEntryAsync(_alpha, tx, "a-7", 10, HttpStatusCode.OK);
         await PostEntryAsync(_beta, tx, "b-7", -10, HttpStatusCode.OK);
         Assert.Equal(1, await _alpha.PreparedAsync());
@@ -220,7 +220,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     {
         // A commit decision is logged under the coordinator's node id; alpha commits, beta's commit is held when the
         // coordinator is SIGKILLed. Beta's participant has already learned (and cached) that node id.
-        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(6));
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(15));
         await PostEntryAsync(_alpha, tx, "a-12", 10, HttpStatusCode.OK);
         await PostEntryAsync(_beta, tx, "b-12", -10, HttpStatusCode.OK);
         await HoldNextCommitAsync(_beta);
