@@ -283,13 +283,6 @@ public sealed class RemoteParticipant : IAsyncDisposable
             try
             {
                 var status = await Coordinator.GetStatusAsync(id.ToString(), cancellationToken).ConfigureAwait(false);
-                if (status.State == "Unknown" && await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false) != id.Node.Value)
-                {
-                    // Restarted under another node id while we asked: its "no record" says nothing about this node's branch.
-                    results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
-                    continue;
-                }
-
                 var action = status.State switch
                 {
                     // Decided: the coordinator is committing it too; step in only when its call is overdue.
@@ -302,6 +295,14 @@ public sealed class RemoteParticipant : IAsyncDisposable
                         => RemoteRecoveryAction.RolledBack,
                     _ => RemoteRecoveryAction.LeftAlone,
                 };
+
+                if (status.State == "Unknown" && action == RemoteRecoveryAction.RolledBack
+                    && await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false) != id.Node.Value)
+                {
+                    // Restarted under another node id while we asked: its "no record" says nothing about this node's branch.
+                    results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
+                    continue;
+                }
 
                 switch (action)
                 {
