@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -16,33 +17,57 @@ namespace TwoPC.Coordinator.Server;
 /// Transport errors, 5xx, 425 (still in progress) and any unexpected answer throw: the coordinator's
 /// retry pipeline drives phase 2 until the participant answers. <see cref="RecoverAsync"/> returns
 /// nothing: a remote participant runs its own recovery by asking <c>GET /transactions/{id}</c>.
+/// The callback URL of every branch registered since this process started is remembered until the participant
+/// has answered the branch's outcome, so an operator's forced commit or rollback of a branch with no recovery data
+/// (no logged decision) still reaches it; with no URL at all, a forced call fails rather than guess.
 /// </remarks>
 public sealed class RemoteResourceManager(string name, IHttpClientFactory httpClientFactory) : IResourceManager
 {
+    private readonly ConcurrentDictionary<Xid, Uri> _callbackUrls = new();
+
     /// <inheritdoc />
     public string Name { get; } = name;
 
-    /// <inheritdoc />
-    public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        recoveryData.IsEmpty
-            ? throw new InvalidOperationException($"Branch {xid} of '{Name}' has no callback URL in its recovery data.")
-            : FinishAsync(CallbackUrlOf(recoveryData), "commit", xid, cancellationToken);
+    /// <summary>
+    /// <see langword="false"/>: a remote participant's commit is a callback that can fail or time out after the participant
+    /// committed, and must be re-driven from the callback URL in the branch's recovery data. So a remote branch is always
+    /// prepared first and its commit decision logged, even when it is the only branch; there is no one-phase call.
+    /// </summary>
+    public bool CommitsAtomically => false;
+
+    /// <summary>How many branches registered since this process started have a callback URL remembered: those whose outcome the participant has not answered yet.</summary>
+    public int RememberedCallbackUrls => _callbackUrls.Count;
 
     /// <inheritdoc />
+    /// <exception cref="InvalidOperationException">No callback URL is known for the branch (not in its recovery data, not registered with this process).</exception>
+    public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+        FinishAsync(CallbackUrlFor(xid, recoveryData, "commit"), "commit", xid, cancellationToken);
+
+    /// <inheritdoc />
+    /// <exception cref="InvalidOperationException">No callback URL is known for the branch: it cannot be reached, so nothing is reported rolled back.</exception>
     public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        recoveryData.IsEmpty
-            ? ValueTask.FromResult(BranchOutcome.RolledBack) // never prepared here: the participant presumes abort by itself
-            : FinishAsync(CallbackUrlOf(recoveryData), "rollback", xid, cancellationToken);
+        FinishAsync(CallbackUrlFor(xid, recoveryData, "roll back"), "rollback", xid, cancellationToken);
 
     /// <inheritdoc />
     public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) =>
         ValueTask.FromResult<IReadOnlyCollection<InDoubtBranch>>([]);
 
     /// <inheritdoc />
-    public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+    /// <remarks>Not sent to the participant; the coordinator only stops remembering the branch's callback URL.</remarks>
+    public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken)
+    {
+        Finished(xid);
+        return ValueTask.CompletedTask;
+    }
 
     /// <summary>Creates the branch that <c>GlobalTransaction.Enlist</c> adds for a participant at <paramref name="callbackUrl"/>.</summary>
-    public ITransactionBranch CreateBranch(Xid xid, Uri callbackUrl) => new RemoteBranch(this, xid, callbackUrl);
+    public ITransactionBranch CreateBranch(Xid xid, Uri callbackUrl)
+    {
+        ArgumentNullException.ThrowIfNull(xid);
+        ArgumentNullException.ThrowIfNull(callbackUrl);
+        _callbackUrls[xid] = callbackUrl;
+        return new RemoteBranch(this, xid, callbackUrl);
+    }
 
     /// <summary>Asks the participant to prepare; 409 is a No vote, 425 is asked again until the token is cancelled.</summary>
     internal async ValueTask<Vote> PrepareAsync(Uri callbackUrl, Xid xid, CancellationToken cancellationToken)
@@ -55,14 +80,22 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
                 case HttpStatusCode.OK:
                     var answer = await response.Content.ReadFromJsonAsync<PrepareCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
                         ?? throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with an empty body.");
-                    return answer.Vote switch
+                    switch (answer.Vote)
                     {
-                        PrepareCallbackResponse.Yes => Vote.Yes(Encoding.UTF8.GetBytes(callbackUrl.AbsoluteUri)),
-                        PrepareCallbackResponse.ReadOnly => Vote.ReadOnly,
-                        PrepareCallbackResponse.No => Vote.No(answer.Reason ?? $"'{Name}' voted no"),
-                        _ => throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with the unknown vote {TransactionIdFormatException.Sanitize(answer.Vote ?? string.Empty)}."),
-                    };
+                        case PrepareCallbackResponse.Yes:
+                            return Vote.Yes(Encoding.UTF8.GetBytes(callbackUrl.AbsoluteUri));
+                        case PrepareCallbackResponse.ReadOnly:
+                            Finished(xid); // no phase 2 follows
+                            return Vote.ReadOnly;
+                        case PrepareCallbackResponse.No:
+                            Finished(xid);
+                            return Vote.No(answer.Reason ?? $"'{Name}' voted no");
+                        default:
+                            throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with the unknown vote {TransactionIdFormatException.Sanitize(answer.Vote ?? string.Empty)}.");
+                    }
+
                 case HttpStatusCode.Conflict:
+                    Finished(xid);
                     return Vote.No($"'{Name}' failed to prepare (409)");
                 case (HttpStatusCode)425: // Too Early: still in progress
                     await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
@@ -83,9 +116,33 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
 
         var answer = await response.Content.ReadFromJsonAsync<FinishCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
             ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an empty body.");
-        return answer.Outcome is { Length: > 0 } text && char.IsLetter(text[0]) && Enum.TryParse<BranchOutcome>(text, ignoreCase: true, out var outcome)
-            ? outcome
-            : throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with the unknown outcome {TransactionIdFormatException.Sanitize(answer.Outcome ?? string.Empty)}.");
+        if (answer.Outcome is not { Length: > 0 } text || !char.IsLetter(text[0]) || !Enum.TryParse<BranchOutcome>(text, ignoreCase: true, out var outcome))
+        {
+            throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with the unknown outcome {TransactionIdFormatException.Sanitize(answer.Outcome ?? string.Empty)}.");
+        }
+
+        if (outcome is BranchOutcome.Committed or BranchOutcome.RolledBack)
+        {
+            Finished(xid); // the participant answered for the branch: nothing left to reach it for
+        }
+
+        return outcome;
+    }
+
+    private void Finished(Xid xid) => _callbackUrls.TryRemove(xid, out _);
+
+    // The recovery data (the callback URL the branch voted Yes with) when there is some; else the URL it registered with
+    // while this process ran. Without either the participant cannot be reached: say so, never presume an outcome.
+    private Uri CallbackUrlFor(Xid xid, ReadOnlyMemory<byte> recoveryData, string verb)
+    {
+        if (!recoveryData.IsEmpty)
+        {
+            return CallbackUrlOf(recoveryData);
+        }
+
+        return _callbackUrls.TryGetValue(xid, out var registered)
+            ? registered
+            : throw new InvalidOperationException($"Cannot {verb} branch {xid} of '{Name}': no callback URL is known for it (it is in no logged decision or heuristic, and was not registered since this coordinator started). A participant's own recovery settles a branch of its coordinator's node by asking GET /transactions/{{id}}; otherwise call the participant's {(verb == "commit" ? "commit" : "rollback")} callback yourself.");
     }
 
     private async Task<HttpResponseMessage> PostAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken)
@@ -119,18 +176,10 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
 
         public ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken) => resourceManager.PrepareAsync(callbackUrl, xid, cancellationToken);
 
-        // The contract has no one-phase call: prepare, then commit on a Yes (a crash between leaves the
-        // participant prepared without a logged decision, so it learns "not committed" and rolls back).
-        public async ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken)
-        {
-            var vote = await PrepareAsync(cancellationToken).ConfigureAwait(false);
-            return vote.Kind switch
-            {
-                VoteKind.Yes => await resourceManager.FinishAsync(callbackUrl, "commit", xid, cancellationToken).ConfigureAwait(false),
-                VoteKind.ReadOnly => BranchOutcome.Committed,
-                _ => BranchOutcome.RolledBack,
-            };
-        }
+        // The contract has no one-phase call, and the coordinator never asks for one: CommitsAtomically is false, so
+        // even a lone remote branch is prepared, its decision logged, and committed by callback until it answers.
+        public ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken) =>
+            throw new NotSupportedException($"Remote branch {xid} of '{resourceManager.Name}' cannot commit in one phase: a remote participant is always prepared and committed by callback.");
 
         public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken) => resourceManager.FinishAsync(callbackUrl, "rollback", xid, cancellationToken);
     }

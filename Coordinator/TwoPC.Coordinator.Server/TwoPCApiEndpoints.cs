@@ -260,9 +260,11 @@ public static class TwoPCApiEndpoints
             return BadRequest("resourceManager must be 1-64 printable characters.");
         }
 
-        // Only resource managers the coordinator knows (configured, used since start, or named by a logged decision):
-        // the server's resolver would make any name a remote participant, without a callback URL to reach it.
-        if (!registry.Coordinator.ResourceManagers.Any(r => string.Equals(r.Name, name, StringComparison.Ordinal)))
+        // Only resource managers the coordinator knows (configured, used since start, or named by a logged decision or a
+        // heuristic record, which keep each branch's callback URL): the server's resolver would make any name a remote
+        // participant, without a callback URL to reach it.
+        if (!registry.Coordinator.ResourceManagers.Any(r => string.Equals(r.Name, name, StringComparison.Ordinal))
+            && !registry.Coordinator.GetHeuristics().Any(h => h.Branches.Any(b => string.Equals(b.ResourceManager, name, StringComparison.Ordinal))))
         {
             var shownName = TransactionIdFormatException.Sanitize(name);
             var detail = $"No resource manager {shownName} is registered with the coordinator.";

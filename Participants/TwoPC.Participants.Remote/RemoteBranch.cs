@@ -18,14 +18,25 @@ public sealed class RemoteBranch : IAsyncDisposable
     private readonly RemoteParticipant _participant;
     private readonly PostgresBranch? _pg;
     private readonly Lock _lock = new();
+
+    // Held while the session is ended from another connection and while the request's thread releases the branch's
+    // connection: the backend pid stays this branch's (not a pooled connection reused by another request) while it is
+    // terminated.
+    private readonly SemaphoreSlim _session = new(1, 1);
+    private readonly int _sessionPid;
     private BranchState _state = BranchState.Working;
     private Vote? _vote;
+    private bool _sessionToEnd;
+    private bool _connectionReleased;
     private int _disposed;
 
     internal RemoteBranch(RemoteParticipant participant, string transactionId, Xid xid, DateTimeOffset deadline, PostgresBranch? branch, Activity? activity)
     {
         _participant = participant;
         _pg = branch;
+
+        // Read on the request's thread, where the branch begins: the coordinator's rollback never touches the connection.
+        _sessionPid = branch?.Connection.ProcessID ?? 0;
         TransactionId = transactionId;
         Xid = xid;
         Deadline = deadline;
@@ -142,7 +153,17 @@ public sealed class RemoteBranch : IAsyncDisposable
 
         if (_pg is not null)
         {
-            await _pg.DisposeAsync().ConfigureAwait(false);
+            // The request's own thread cleans up its connection, after any termination of its session has finished.
+            await _session.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                _connectionReleased = true;
+                await _pg.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _session.Release();
+            }
         }
 
         if (abandon)
@@ -163,9 +184,12 @@ public sealed class RemoteBranch : IAsyncDisposable
     }
 
     /// <summary>
-    /// The coordinator rolls back. A branch still working is ended now (its session is terminated if busy, so
-    /// the handler's next statement and its prepare fail) and answers its outcome; no outcome means "roll back the
-    /// prepared transaction by XID" when it already voted, and <c>InProgress</c> "ask again" while PREPARE runs.
+    /// The coordinator rolls back. A branch still working is ended now and answers its outcome: it can no longer
+    /// prepare, and its session is terminated from another connection, so the server rolls its transaction back and
+    /// the handler's next statement fails. The handler's connection itself is never touched from here (Npgsql
+    /// connections are not thread-safe, and the handler may be between two statements): the request's own thread
+    /// disposes it. No outcome means "roll back the prepared transaction by XID" when it already voted, and
+    /// <c>InProgress</c> "ask again" while PREPARE runs.
     /// </summary>
     internal async ValueTask<(bool InProgress, BranchOutcome? Outcome)> RollbackForCoordinatorAsync(CancellationToken cancellationToken)
     {
@@ -176,11 +200,15 @@ public sealed class RemoteBranch : IAsyncDisposable
                 return (true, null);
             }
 
-            var wasWorking = _state == BranchState.Working;
             // A branch that voted No (PostgreSQL refused the PREPARE, or the request ended without preparing) left
             // nothing prepared: it is rolled back already, with no ROLLBACK PREPARED to send (that would find no
             // gid and log the heuristic-detection warning on this normal path).
             var preparedNothing = _state == BranchState.Voted && _vote is { Kind: VoteKind.No };
+            if (_state == BranchState.Working)
+            {
+                _sessionToEnd = true;
+            }
+
             _state = BranchState.Finished;
             _vote ??= Participants.Vote.No("rolled back by the coordinator");
             if (preparedNothing)
@@ -188,13 +216,50 @@ public sealed class RemoteBranch : IAsyncDisposable
                 return (false, BranchOutcome.RolledBack);
             }
 
-            if (!wasWorking)
+            if (!_sessionToEnd)
             {
                 return (false, null);
             }
         }
 
-        return (false, await Pg.RollbackAsync(cancellationToken).ConfigureAwait(false));
+        await EndSessionAsync(cancellationToken).ConfigureAwait(false);
+        return (false, BranchOutcome.RolledBack);
+    }
+
+    // pg_terminate_backend from a connection of its own. A failure throws (the coordinator asks again, and the
+    // termination is retried); the branch can no longer prepare either way, and a request that ends first has rolled
+    // its transaction back itself when it released the connection.
+    private async Task EndSessionAsync(CancellationToken cancellationToken)
+    {
+        await _session.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            lock (_lock)
+            {
+                if (!_sessionToEnd)
+                {
+                    return;
+                }
+            }
+
+            if (!_connectionReleased)
+            {
+                await using var other = await _participant.ResourceManager.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", other);
+                terminate.Parameters.AddWithValue(_sessionPid);
+                await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                _participant.Logger.SessionTerminated(Xid, _sessionPid);
+            }
+
+            lock (_lock)
+            {
+                _sessionToEnd = false;
+            }
+        }
+        finally
+        {
+            _session.Release();
+        }
     }
 
     /// <summary>Whether the request may still be working (recovery must not touch the branch).</summary>

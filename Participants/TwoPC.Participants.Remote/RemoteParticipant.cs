@@ -32,8 +32,8 @@ public sealed class RemoteParticipant : IAsyncDisposable
     private readonly IServiceProvider _services;
     private readonly ILoggerFactory _loggers;
     private readonly IMeterFactory? _meterFactory;
+    private readonly ConcurrentDictionary<string, byte> _otherNodeWarned = new(StringComparer.Ordinal);
     private PostgresResourceManager? _resourceManager;
-    private string? _coordinatorNode;
 
     internal RemoteParticipant(
         IOptions<RemoteParticipantOptions> options,
@@ -226,18 +226,46 @@ public sealed class RemoteParticipant : IAsyncDisposable
     /// <see cref="RemoteParticipantOptions.OrphanSafetyInterval"/> → ROLLBACK PREPARED (presumed abort);
     /// active, preparing or heuristic → left alone. Runs every <see cref="RemoteParticipantOptions.RecoveryInterval"/>.
     /// </summary>
+    /// <remarks>
+    /// The coordinator's node id is asked at every pass, not cached: only the node a branch's XID names can say that it
+    /// has no record of the transaction. A branch of any other node (one the coordinator at
+    /// <see cref="RemoteParticipantOptions.CoordinatorUrl"/> was called before it was restarted under another node id,
+    /// or a coordinator this participant was never pointed at) is never presumed aborted: it is left alone, with a
+    /// warning, until that node's coordinator commits or rolls it back, or an operator does.
+    /// </remarks>
     /// <returns>What was done with each branch found.</returns>
     public async Task<IReadOnlyList<RemoteRecoveryResult>> RecoverAsync(CancellationToken cancellationToken = default)
     {
         PruneFinished();
-        _coordinatorNode ??= (await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false)).NodeId;
+        var coordinatorNode = await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false);
         var results = new List<RemoteRecoveryResult>();
         var now = DateTimeOffset.UtcNow;
-        foreach (var branch in await ResourceManager.RecoverAsync(cancellationToken).ConfigureAwait(false))
+        var found = await ResourceManager.RecoverAsync(cancellationToken).ConfigureAwait(false);
+        var prepared = found.Select(b => b.Xid.ToString()).ToHashSet(StringComparer.Ordinal);
+        foreach (var warned in _otherNodeWarned.Keys)
+        {
+            if (!prepared.Contains(warned))
+            {
+                _otherNodeWarned.TryRemove(warned, out _); // resolved since: forget it
+            }
+        }
+
+        foreach (var branch in found)
         {
             var xid = branch.Xid;
-            if (xid.TryGetGlobalTransactionId() is not { } id || id.Node.Value != _coordinatorNode)
+            if (xid.TryGetGlobalTransactionId() is not { } id)
             {
+                results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
+                continue;
+            }
+
+            if (id.Node.Value != coordinatorNode)
+            {
+                if (_otherNodeWarned.TryAdd(xid.ToString(), 0))
+                {
+                    Logger.RecoveryOtherNode(Options.Name, xid, id.Node.Value, Options.CoordinatorUrl!, coordinatorNode);
+                }
+
                 results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
                 continue;
             }
@@ -267,6 +295,14 @@ public sealed class RemoteParticipant : IAsyncDisposable
                         => RemoteRecoveryAction.RolledBack,
                     _ => RemoteRecoveryAction.LeftAlone,
                 };
+
+                if (status.State == "Unknown" && action == RemoteRecoveryAction.RolledBack
+                    && await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false) != id.Node.Value)
+                {
+                    // Restarted under another node id while we asked: its "no record" says nothing about this node's branch.
+                    results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
+                    continue;
+                }
 
                 switch (action)
                 {
@@ -303,6 +339,9 @@ public sealed class RemoteParticipant : IAsyncDisposable
 
         return results;
     }
+
+    private async Task<string> CoordinatorNodeAsync(CancellationToken cancellationToken) =>
+        (await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false)).NodeId;
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()

@@ -30,6 +30,9 @@ internal static partial class RemoteParticipantLog
     [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Callback {Path} refused: missing or wrong TwoPC-Callback-Key")]
     public static partial void CallbackRefused(this ILogger logger, string path);
 
+    [LoggerMessage(EventId = 7008, Level = LogLevel.Information, Message = "Branch {Xid} rolled back by the coordinator while its request was working: session {Pid} terminated from another connection")]
+    public static partial void SessionTerminated(this ILogger logger, Xid xid, int pid);
+
     [LoggerMessage(EventId = 7010, Level = LogLevel.Information, Message = "Recovery of '{Name}': branch {Xid} is {State} at the coordinator; {Action}")]
     public static partial void Recovered(this ILogger logger, string name, Xid xid, string state, string action);
 
@@ -38,6 +41,9 @@ internal static partial class RemoteParticipantLog
 
     [LoggerMessage(EventId = 7012, Level = LogLevel.Warning, Message = "Recovery of '{Name}': could not resolve branch {Xid}; retried in the next pass")]
     public static partial void RecoveryBranchFailed(this ILogger logger, Exception exception, string name, Xid xid);
+
+    [LoggerMessage(EventId = 7014, Level = LogLevel.Warning, Message = "Recovery of '{Name}': branch {Xid} belongs to coordinator node {BranchNode}, but the coordinator at {CoordinatorUrl} is node {CoordinatorNode}; left alone, never presumed aborted: node {BranchNode}'s coordinator (on its own log) or an operator must commit or roll it back")]
+    public static partial void RecoveryOtherNode(this ILogger logger, string name, Xid xid, string branchNode, Uri coordinatorUrl, string coordinatorNode);
 
     [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovery of '{Name}': branch {Xid} has a heuristic outcome at the coordinator; left for an operator")]
     public static partial void RecoveryHeuristic(this ILogger logger, string name, Xid xid);

@@ -124,7 +124,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
     }
 
     [Fact]
-    public async Task An_unknown_resource_manager_is_404_and_is_not_registered_while_a_known_one_rolls_back_an_orphan()
+    public async Task Item10_an_unknown_resource_manager_is_404_and_a_forced_rollback_of_an_orphan_nobody_can_reach_fails_instead_of_reporting_RolledBack()
     {
         const string orphan = "54504331_server-test.0.5_1"; // an earlier epoch of this node: no record, presumed aborted
         using var unknown = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/rollback", new { resourceManager = "never-seen" });
@@ -132,11 +132,15 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         var coordinator = server.Services.GetRequiredService<TransactionCoordinator>();
         Assert.DoesNotContain(coordinator.ResourceManagers, r => r.Name == "never-seen");
 
+        // Allowed by the safety rules (presumed abort), but no callback URL is known for the orphan: the coordinator cannot
+        // reach its participant, so it must not report it rolled back.
         var id = await BeginAsync(Client);
         await RegisterAsync(Client, id, "orphan-rm");
-        using var rolledBack = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/rollback", new { resourceManager = "orphan-rm" });
-        Assert.Equal(HttpStatusCode.OK, rolledBack.StatusCode);
-        Assert.Equal("RolledBack", (await rolledBack.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("outcome").GetString());
+        Assert.Equal(1, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "orphan-rm")).RememberedCallbackUrls);
+        using var unreachable = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/rollback", new { resourceManager = "orphan-rm" });
+        var failed = await AssertProblemAsync(unreachable, HttpStatusCode.BadGateway);
+        Assert.Contains("no callback URL is known", failed.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(Participants.Calls, c => c.EndsWith(orphan, StringComparison.Ordinal));
 
         // Committing it needs the override: presumed abort says it did not commit.
         using var refused = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/commit", new { resourceManager = "orphan-rm" });
@@ -166,6 +170,84 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         await AssertProblemAsync(again, HttpStatusCode.NotFound);
         using var after = await SendAdminAsync(Client, HttpMethod.Get, "/admin/heuristics", null);
         Assert.DoesNotContain((await after.Content.ReadFromJsonAsync<JsonElement>()).EnumerateArray(), h => h.GetProperty("transactionId").GetString() == id);
+    }
+
+    [Fact]
+    public async Task Item10_a_forced_rollback_of_a_branch_with_no_logged_decision_reaches_the_participant_at_its_registered_callback_url()
+    {
+        // b votes yes, a votes no: the transaction rolls back, but b's rollback callback fails; nothing is logged
+        // (presumed abort), so b's callback URL is in no record.
+        Participants.FailPrepare["nolog-a"] = true;
+        Participants.RollbackStatus["nolog-b"] = StatusCodes500;
+        var id = await BeginAsync(Client);
+        var xb = await RegisterAsync(Client, id, "nolog-b");
+        await RegisterAsync(Client, id, "nolog-a");
+        using (var commit = await Client.PostAsync($"/transactions/{id}/commit", null))
+        {
+            Assert.Equal("RolledBack", (await commit.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("kind").GetString());
+        }
+
+        Assert.Equal("prepared", Participants.States[("nolog-b", xb)]);
+        var calls = Participants.Calls.Count(c => c == $"nolog-b rollback {xb}");
+
+        // The operator's forced rollback is a call to the participant at the URL it registered with, not a presumption.
+        Participants.RollbackStatus.TryRemove("nolog-b", out _);
+        using var forced = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{xb}/rollback", new { resourceManager = "nolog-b" });
+        Assert.Equal(HttpStatusCode.OK, forced.StatusCode);
+        Assert.Equal("RolledBack", (await forced.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("outcome").GetString());
+        Assert.Equal(calls + 1, Participants.Calls.Count(c => c == $"nolog-b rollback {xb}"));
+        Assert.Equal("rolledBack", Participants.States[("nolog-b", xb)]);
+
+        // Answered: the URL is no longer remembered (nor is a branch that voted no).
+        var coordinator = server.Services.GetRequiredService<TransactionCoordinator>();
+        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-b")).RememberedCallbackUrls);
+        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-a")).RememberedCallbackUrls);
+    }
+
+    [Fact]
+    public async Task Item10_a_heuristic_keeps_the_branch_callback_url_so_a_forced_commit_reaches_the_participant_after_a_restart()
+    {
+        var log = Directory.CreateTempSubdirectory("twopc-server-heuristic-");
+        try
+        {
+            Participants.CommitRolledBack["hurl-b"] = true; // b reports it was rolled back by hand: HeuristicMixed
+            string id, xb;
+            var first = await StartServerAsync(log.FullName);
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(ServerFixture.BoundAddress(first)) };
+                id = await BeginAsync(client);
+                await RegisterAsync(client, id, "hurl-a");
+                xb = await RegisterAsync(client, id, "hurl-b");
+                using var commit = await client.PostAsync($"/transactions/{id}/commit", null);
+                Assert.Equal("HeuristicMixed", (await commit.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("kind").GetString());
+            }
+            finally
+            {
+                await StopAsync(first);
+            }
+
+            // A new server knows the branch only from the heuristic record in the log: its recovery data is the callback URL.
+            Participants.CommitRolledBack.TryRemove("hurl-b", out _);
+            var second = await StartServerAsync(log.FullName);
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(ServerFixture.BoundAddress(second)) };
+                using var forced = await SendAdminAsync(client, HttpMethod.Post, $"/admin/branches/{xb}/commit", new { resourceManager = "hurl-b" });
+                Assert.True(forced.StatusCode == HttpStatusCode.OK, await forced.Content.ReadAsStringAsync());
+                Assert.Equal("Committed", (await forced.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("outcome").GetString());
+                Assert.Equal(2, Participants.Calls.Count(c => c == $"hurl-b commit {xb}"));
+                Assert.Equal("committed", Participants.States[("hurl-b", xb)]);
+            }
+            finally
+            {
+                await StopAsync(second);
+            }
+        }
+        finally
+        {
+            log.Delete(recursive: true);
+        }
     }
 
     [Fact]

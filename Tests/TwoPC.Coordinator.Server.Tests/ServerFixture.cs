@@ -77,6 +77,9 @@ public sealed class Participants : IAsyncDisposable
     /// <summary>Participants that answer commit with <c>rolledBack</c> (someone rolled the branch back by hand: a heuristic).</summary>
     public ConcurrentDictionary<string, bool> CommitRolledBack { get; } = new();
 
+    /// <summary>Participants that answer rollback with this status code (500, ...) instead of rolling back.</summary>
+    public ConcurrentDictionary<string, int> RollbackStatus { get; } = new();
+
     /// <summary>Every call, as "name action xid".</summary>
     public ConcurrentQueue<string> Calls { get; } = new();
 
@@ -127,6 +130,11 @@ public sealed class Participants : IAsyncDisposable
         _app.MapPost("/{name}/rollback", (string name, XidBody body) =>
         {
             Calls.Enqueue($"{name} rollback {body.Xid}");
+            if (RollbackStatus.TryGetValue(name, out var status))
+            {
+                return Results.StatusCode(status);
+            }
+
             States[(name, body.Xid)] = "rolledBack";
             return Results.Ok(new { outcome = "rolledBack" });
         });

@@ -116,7 +116,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task Coordinator_killed_before_its_decision_leaves_prepared_branches_that_the_participants_roll_back()
     {
-        var tx = await _client.BeginAsync(TimeSpan.FromSeconds(2));
+        var tx = await _client.BeginAsync(TimeSpan.FromSeconds(6)); // long enough for both branches to prepare on a loaded machine
         await PostEntryAsync(_alpha, tx, "a-7", 10, HttpStatusCode.OK);
         await PostEntryAsync(_beta, tx, "b-7", -10, HttpStatusCode.OK);
         Assert.Equal(1, await _alpha.PreparedAsync());
@@ -177,6 +177,93 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Equal(0, await _beta.PreparedAsync());
     }
 
+    [Fact]
+    public async Task Item10_a_lone_remote_branch_whose_commit_callback_fails_once_with_503_ends_committed()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-10", 10, HttpStatusCode.OK);
+        await FailNextCommitAsync(_alpha);
+
+        // The only branch votes Yes; its first /commit answers 503. The commit decision is logged and phase 2 asks again.
+        var outcome = await tx.CommitAsync();
+
+        Assert.NotNull(await _alpha.Process.WaitForLineAsync(TimeSpan.FromSeconds(5), "commit-failed"));
+        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.Equal(1, await _alpha.CountAsync("a-10"));
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Equal("Committed", (await _client.GetStatusAsync(tx.Id)).State);
+        Assert.Empty(await AdminHeuristicsAsync());
+    }
+
+    [Fact]
+    public async Task Item10_a_lone_remote_branch_whose_participant_restarts_during_its_commit_ends_committed()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-11", 10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_alpha);
+
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _alpha.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        _alpha.Kill(); // the participant dies holding the commit call of the only branch
+        Assert.Equal(1, await _alpha.PreparedAsync());
+        await _alpha.StartAsync();
+
+        var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-11") == 1, TimeSpan.FromSeconds(30), _alpha.Process.Describe);
+        Assert.Equal(0, await _alpha.PreparedAsync());
+        Assert.Empty(await AdminHeuristicsAsync());
+    }
+
+    [Fact]
+    public async Task Item11_a_participant_never_presumes_abort_for_a_branch_of_a_coordinator_node_it_cannot_ask()
+    {
+        // A commit decision is logged under the coordinator's node id; alpha commits, beta's commit is held when the
+        // coordinator is SIGKILLed. Beta's participant has already learned (and cached) that node id.
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(15));
+        await PostEntryAsync(_alpha, tx, "a-12", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-12", -10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_beta);
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _beta.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-12") == 1, TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        _coordinator.Kill();
+        await Assert.ThrowsAnyAsync<Exception>(() => commit);
+
+        // The coordinator comes back at the same address under another node id, on a new log: it has no record of the
+        // old node's transactions and answers "Unknown" for them. Beta must not take that for presumed abort.
+        var (oldNode, oldLog) = (_coordinator.NodeId, _coordinator.LogDirectory);
+        var newLog = Directory.CreateTempSubdirectory("twopc-remote-renamed-");
+        try
+        {
+            _coordinator.NodeId = CoordinatorProcess.NewNodeId();
+            _coordinator.LogDirectory = newLog.FullName;
+            await _coordinator.StartAsync();
+
+            // Beta's recovery passes (every 0.5 s) look at the branch: it must stay prepared, with a warning. (Caching the old
+            // node id, beta used to ask the new coordinator, hear "Unknown", and roll it back once past its deadline.)
+            await Eventually.TrueAsync(
+                async () => _beta.Process.Describe().Contains("never presumed aborted", StringComparison.Ordinal) || await _beta.PreparedAsync() == 0,
+                TimeSpan.FromSeconds(60),
+                _beta.Process.Describe);
+            Assert.True(await _beta.PreparedAsync() == 1, "beta rolled back a branch whose decision is in the old node's log\n" + _beta.Process.Describe());
+            Assert.Equal(0, await _beta.CountAsync("b-12"));
+
+            // The old node's coordinator, on its own log, re-drives its decision: beta commits, atomic with alpha.
+            _coordinator.Kill();
+            (_coordinator.NodeId, _coordinator.LogDirectory) = (oldNode, oldLog);
+            await _coordinator.StartAsync();
+            await Eventually.TrueAsync(async () => await _beta.CountAsync("b-12") == 1, TimeSpan.FromSeconds(60), _beta.Process.Describe);
+            Assert.Equal(1, await _alpha.CountAsync("a-12"));
+            await Eventually.TrueAsync(async () => await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            _coordinator.Kill();
+            newLog.Delete(recursive: true);
+        }
+    }
+
     private async Task PostEntryAsync(LedgerProcess ledger, RemoteTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
     {
         using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
@@ -188,6 +275,14 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         using var response = await _http.PostAsync(new Uri(ledger.Url, "test/hold-next-commit"), null);
         response.EnsureSuccessStatusCode();
     }
+
+    private async Task FailNextCommitAsync(LedgerProcess ledger)
+    {
+        using var response = await _http.PostAsync(new Uri(ledger.Url, "test/fail-next-commit"), null);
+        response.EnsureSuccessStatusCode();
+    }
+
+    private Task<IReadOnlyList<HeuristicDto>> AdminHeuristicsAsync() => new TwoPCAdminClient(_client.Http, CoordinatorProcess.AdminKey).ListHeuristicsAsync();
 
     private static StringContent JsonContent(string id) => new($"{{\"id\":\"{id}\",\"amount\":1}}", System.Text.Encoding.UTF8, "application/json");
 }

@@ -29,6 +29,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
     private const string CallbackKey = "sdk-callback-secret";
     private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-sdk-log-");
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<(NpgsqlConnection Connection, int Pid)> _paused = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
     private WebApplication _coordinator = null!;
     private WebApplication _service = null!;
@@ -154,6 +155,40 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
         Assert.Equal(0, await CountAsync("d-1"));
         Assert.Equal(0, await PreparedAsync());
+    }
+
+    [Fact]
+    public async Task Item09_a_coordinator_rollback_while_the_handler_is_between_statements_ends_its_session_from_another_connection_only()
+    {
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        var request = SendAsync("pause", tx.Id, new { id = "p-1" });
+        var (connection, pid) = await _paused.Task.WaitAsync(TimeSpan.FromSeconds(30)); // the handler wrote, and waits before its next statement
+
+        // The coordinator rolls back now: its rollback callback arrives while the handler still owns its connection.
+        var outcome = await tx.RollbackAsync();
+        Assert.Equal("RolledBack", outcome.Kind);
+
+        // Npgsql connections are not thread-safe: the callback must not have rolled back or disposed the handler's
+        // connection (it is still open as far as the handler's thread knows); it ended the session from another one.
+        Assert.Equal(System.Data.ConnectionState.Open, connection.State);
+        await Eventually.TrueAsync(async () => !await BackendAliveAsync(pid), TimeSpan.FromSeconds(10));
+
+        // The handler's next statement fails (its session is gone) and the request's own thread cleans up its connection.
+        _release.SetResult();
+        using var response = await request;
+        Assert.False(response.IsSuccessStatusCode, $"the handler's request answered {(int)response.StatusCode}");
+        Assert.Equal(System.Data.ConnectionState.Closed, connection.State);
+        Assert.Equal(0, await CountAsync("p-1"));
+        Assert.Equal(0, await CountAsync("p-1-second"));
+        Assert.Equal(0, await PreparedAsync());
+        Assert.Equal(0, Participant.InFlightBranches);
+
+        // The pool is sound: the next transaction's branch writes and commits.
+        await using var next = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        using var written = await SendAsync("write", next.Id, new { id = "p-2" });
+        Assert.Equal(HttpStatusCode.OK, written.StatusCode);
+        Assert.Equal("Committed", (await next.CommitAsync()).Kind);
+        Assert.Equal(1, await CountAsync("p-2"));
     }
 
     [Fact]
@@ -300,6 +335,15 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
             await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);
             throw new InvalidOperationException("the handler failed after writing");
         }).AsTwoPCBranch();
+        app.MapPost("/pause", async (Item item, RemoteBranch branch) =>
+        {
+            // Two statements with a pause between them, during which the test has the coordinator roll back.
+            await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);
+            _paused.TrySetResult((branch.Connection, branch.Connection.ProcessID));
+            await _release.Task;
+            await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", new Item(item.Id + "-second"), branch.Transaction);
+            return Results.Ok();
+        }).AsTwoPCBranch();
         app.MapPost("/slow", async (Item item, RemoteBranch branch) =>
         {
             await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);
@@ -320,6 +364,12 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
     {
         await using var connection = new NpgsqlConnection(_connectionString);
         return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM items WHERE id = @id", new { id });
+    }
+
+    private async Task<bool> BackendAliveAsync(int pid)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = @pid", new { pid }) > 0;
     }
 
     private async Task<long> PreparedAsync()

@@ -39,14 +39,27 @@ public sealed class RemoteCollection : ICollectionFixture<RemoteFixture>
 /// <summary>The standalone coordinator as a separate process on a fixed loopback port and log directory, so it can be SIGKILLed and restarted on the same log.</summary>
 public sealed class CoordinatorProcess : IDisposable
 {
-    private readonly string _logDirectory;
+    public const string AdminKey = "remote-test-admin-key";
+
     private CrashHostProcess? _process;
 
     public CoordinatorProcess(string logDirectory)
     {
-        _logDirectory = logDirectory;
+        LogDirectory = logDirectory;
         Port = FreePort.OnLoopback();
     }
+
+    /// <summary>
+    /// Unique per coordinator: the tests share one PostgreSQL server, where a prepared transaction's gid (the XID, which
+    /// names the node) is server-wide, so a branch one test leaves prepared must not collide with another test's XIDs.
+    /// A test may change it (with <see cref="LogDirectory"/>) before a restart: a coordinator renamed on a new log.
+    /// </summary>
+    public string NodeId { get; set; } = NewNodeId();
+
+    /// <summary>The log directory of the next start.</summary>
+    public string LogDirectory { get; set; }
+
+    public static string NewNodeId() => "remote-" + Guid.NewGuid().ToString("N")[..12];
 
     public int Port { get; }
 
@@ -61,11 +74,12 @@ public sealed class CoordinatorProcess : IDisposable
         _process?.Dispose();
         _process = CrashHostProcess.StartProgram(Path.Combine("Coordinator", "TwoPC.Coordinator.Server"), [
             $"--Urls=http://127.0.0.1:{Port}",
-            "--TwoPC:NodeId=remote-test",
-            $"--TwoPC:LogDirectory={_logDirectory}",
+            $"--TwoPC:NodeId={NodeId}",
+            $"--TwoPC:LogDirectory={LogDirectory}",
             "--TwoPC:RetryBaseDelay=00:00:00.050",
             "--TwoPC:RetryMaxDelay=00:00:00.300",
             "--TwoPC:RollbackAttempts=2",
+            $"--Admin:ApiKey={AdminKey}",
             "--Coordinator:ParticipantCallTimeout=00:00:05",
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",

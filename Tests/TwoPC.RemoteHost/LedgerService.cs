@@ -13,6 +13,7 @@ namespace TwoPC.RemoteHost;
 /// Settings: <c>ConnectionString</c>, <c>TwoPC:Participant:*</c>, <c>Urls</c>.
 /// Test control: <c>POST /test/hold-next-commit</c> makes the next commit callback print <c>commit-held {xid}</c>
 /// and wait until its caller goes away (a coordinator SIGKILLed mid-phase-2), without committing.
+/// <c>POST /test/fail-next-commit</c> makes the next commit callback answer 503 without committing (and print <c>commit-failed</c>).
 /// </summary>
 public static class LedgerService
 {
@@ -23,6 +24,7 @@ public static class LedgerService
         builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(connectionString));
         builder.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(), builder.Configuration.GetSection("TwoPC:Participant"));
         builder.Services.AddSingleton<HoldFlag>();
+        builder.Services.AddSingleton<FailFlag>();
         builder.Services.AddProblemDetails();
 
         var app = builder.Build();
@@ -41,6 +43,14 @@ public static class LedgerService
         app.Use(async (context, next) =>
         {
             var hold = context.RequestServices.GetRequiredService<HoldFlag>();
+            var fail = context.RequestServices.GetRequiredService<FailFlag>();
+            if (context.Request.Path.StartsWithSegments("/twopc/commit", StringComparison.Ordinal) && fail.TryTake())
+            {
+                Console.WriteLine("commit-failed");
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                return;
+            }
+
             if (context.Request.Path.StartsWithSegments("/twopc/commit", StringComparison.Ordinal) && hold.TryTake())
             {
                 Console.WriteLine("commit-held");
@@ -76,12 +86,17 @@ public static class LedgerService
             hold.Set();
             return Results.NoContent();
         });
+        app.MapPost("/test/fail-next-commit", (FailFlag fail) =>
+        {
+            fail.Set();
+            return Results.NoContent();
+        });
         return app;
     }
 
     public sealed record Entry(string Id, int Amount, bool Fail = false);
 
-    private sealed class HoldFlag
+    private class HoldFlag
     {
         private int _set;
 
@@ -89,4 +104,6 @@ public static class LedgerService
 
         public bool TryTake() => Interlocked.Exchange(ref _set, 0) == 1;
     }
+
+    private sealed class FailFlag : HoldFlag;
 }

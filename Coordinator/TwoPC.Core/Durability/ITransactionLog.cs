@@ -28,7 +28,23 @@ public sealed record HeuristicRecord(GlobalTransactionId TransactionId, DateTime
 /// <param name="ResourceManager">The resource manager's registered name.</param>
 /// <param name="Xid">The branch's XID.</param>
 /// <param name="Outcome">What the resource reported, or <see langword="null"/> when unknown.</param>
-public sealed record HeuristicBranch(string ResourceManager, Xid Xid, BranchOutcome? Outcome);
+/// <param name="RecoveryData">
+/// The opaque data the branch returned with its Yes vote (empty when it had none): kept with the heuristic so that an
+/// operator's forced commit or rollback can still reach the resource (a remote participant's callback URL).
+/// </param>
+public sealed record HeuristicBranch(string ResourceManager, Xid Xid, BranchOutcome? Outcome, ReadOnlyMemory<byte> RecoveryData = default)
+{
+    /// <summary>Equal when every field is, the recovery data compared by content.</summary>
+    public bool Equals(HeuristicBranch? other) =>
+        other is not null
+        && string.Equals(ResourceManager, other.ResourceManager, StringComparison.Ordinal)
+        && Xid == other.Xid
+        && Outcome == other.Outcome
+        && RecoveryData.Span.SequenceEqual(other.RecoveryData.Span);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(ResourceManager, Xid, Outcome, RecoveryData.Length);
+}
 
 /// <summary>What a transaction log found when it was opened: the state recovery must finish.</summary>
 /// <param name="Epoch">The new epoch of this start, durably recorded and larger than every earlier one.</param>

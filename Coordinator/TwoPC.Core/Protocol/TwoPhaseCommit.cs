@@ -189,10 +189,12 @@ internal sealed class TwoPhaseCommit(
         reports ??= [.. branches.Select(b => new BranchReport(b.ResourceManager, b.Xid, VoteKind.Yes, null))];
         var committed = 0;
         var rolledBack = 0;
+        var recoveryData = new ReadOnlyMemory<byte>[reports.Length];
         for (int i = 0, j = 0; i < reports.Length; i++)
         {
             if (reports[i].Vote == VoteKind.Yes)
             {
+                recoveryData[i] = branches[j].RecoveryData;
                 var outcome = outcomes[j++].Result;
                 reports[i] = reports[i] with { Outcome = outcome };
                 committed += outcome == BranchOutcome.Committed ? 1 : 0;
@@ -225,7 +227,7 @@ internal sealed class TwoPhaseCommit(
         var kind = rolledBack == branches.Count ? OutcomeKind.HeuristicRollback
             : committed + rolledBack == branches.Count ? OutcomeKind.HeuristicMixed
             : OutcomeKind.HeuristicHazard;
-        return await RecordHeuristicAsync(id, kind, "the commit decision was logged but not every branch committed", reports, started).ConfigureAwait(false);
+        return await RecordHeuristicAsync(id, kind, "the commit decision was logged but not every branch committed", reports, started, recoveryData).ConfigureAwait(false);
 
         async Task<BranchOutcome> CommitOneAsync(int index)
         {
@@ -363,7 +365,7 @@ internal sealed class TwoPhaseCommit(
         if (committed > 0)
         {
             var kind = reports.All(r => r.Outcome is null or BranchOutcome.Committed) ? OutcomeKind.HeuristicCommit : OutcomeKind.HeuristicMixed;
-            var result = await RecordHeuristicAsync(tx.Id, kind, $"rolled back ({reason}) but a branch reports it committed", reports, started).ConfigureAwait(false);
+            var result = await RecordHeuristicAsync(tx.Id, kind, $"rolled back ({reason}) but a branch reports it committed", reports, started, [.. votes.Select(v => v.Vote?.RecoveryData ?? default)]).ConfigureAwait(false);
             tx.SetState(TransactionState.Heuristic);
             return result;
         }
@@ -391,10 +393,12 @@ internal sealed class TwoPhaseCommit(
         }
     }
 
-    private async Task<TransactionOutcome> RecordHeuristicAsync(GlobalTransactionId id, OutcomeKind kind, string reason, BranchReport[] reports, long started)
+    // recoveryData: each report's branch's recovery data (aligned with reports), kept in the record so a forced action can reach the branch.
+    private async Task<TransactionOutcome> RecordHeuristicAsync(GlobalTransactionId id, OutcomeKind kind, string reason, BranchReport[] reports, long started, ReadOnlyMemory<byte>[]? recoveryData = null)
     {
         var record = new HeuristicRecord(id, time.GetUtcNow(), kind, reason,
-            [.. reports.Where(r => r.Outcome is not null || r.Vote == VoteKind.Yes).Select(r => new HeuristicBranch(r.ResourceManager, r.Xid, r.Outcome is BranchOutcome.Unknown ? null : r.Outcome))]);
+            [.. reports.Select((r, i) => (r, i)).Where(x => x.r.Outcome is not null || x.r.Vote == VoteKind.Yes)
+                .Select(x => new HeuristicBranch(x.r.ResourceManager, x.r.Xid, x.r.Outcome is BranchOutcome.Unknown ? null : x.r.Outcome, recoveryData?[x.i] ?? default))]);
         try
         {
             await log.LogHeuristicAsync(record).ConfigureAwait(false);

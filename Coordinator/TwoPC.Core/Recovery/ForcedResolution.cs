@@ -50,7 +50,8 @@ public sealed record ForcedBranchResult(ForcedAction Action, string ResourceMana
 /// for good). The safety rules keep a forced action from contradicting what this coordinator decided.
 /// </summary>
 /// <remarks>
-/// For a branch of a transaction of this node:
+/// For a branch of any TwoPC transaction this coordinator has a record of, whatever node its id names (a log
+/// written under an earlier node id is still this coordinator's to honour):
 /// <list type="bullet">
 /// <item>Active, preparing, or in doubt after a log failure: both refused (the coordinator is still deciding,
 /// or only a restart can tell what it decided).</item>
@@ -58,12 +59,15 @@ public sealed record ForcedBranchResult(ForcedAction Action, string ResourceMana
 /// with the decision's recovery data.</item>
 /// <item>Rolling back or rolled back: commit refused; rollback allowed.</item>
 /// <item>Heuristic: <c>HeuristicCommit</c> follows a rollback decision, so commit is refused; every other kind may
-/// follow a commit decision, so rollback is refused.</item>
-/// <item>No record: rollback allowed (presumed abort says it did not commit); commit only with the explicit
-/// override, because it contradicts presumed abort. An id this coordinator has not handed out yet is refused.</item>
+/// follow a commit decision, so rollback is refused. The call carries the branch's recovery data from the heuristic
+/// record.</item>
+/// <item>No record, this node's id: rollback allowed (presumed abort says it did not commit); commit only with the
+/// explicit override, because it contradicts presumed abort. An id this coordinator has not handed out yet is refused.</item>
 /// </list>
-/// A branch of another node (or not a TwoPC XID) is not this coordinator's to judge: both actions are allowed and
-/// the operator answers for them. Forced actions never run during a recovery pass, are logged and counted.
+/// A branch of another node's transaction that this coordinator has no record of (or not a TwoPC XID) is not this
+/// coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
+/// resource manager must reach the branch by other means or fail; it never reports an outcome it did not get from the
+/// resource. Forced actions never run during a recovery pass, are logged and counted.
 /// </remarks>
 internal sealed class ForcedResolution(
     NodeId node,
@@ -141,12 +145,16 @@ internal sealed class ForcedResolution(
         recoveryData = ReadOnlyMemory<byte>.Empty;
         known = null;
         var commit = action == ForcedAction.Commit;
-        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != node)
+        if (xid.TryGetGlobalTransactionId() is not { } id)
         {
-            return null; // Another node's branch (or not TwoPC's): the operator answers for it.
+            return null; // Not a TwoPC branch: the operator answers for it.
         }
 
-        if (id.Epoch > epoch() || (id.Epoch == epoch() && id.Sequence > lastSequence()))
+        // Every record below applies whatever node the id names: after a node id change, the decisions and heuristics
+        // logged under the old id are still this coordinator's (recovery re-drives them), and contradicting them would
+        // break atomicity just the same.
+        var ours = id.Node == node;
+        if (ours && (id.Epoch > epoch() || (id.Epoch == epoch() && id.Sequence > lastSequence())))
         {
             return $"Transaction {id} has not been begun by this coordinator yet.";
         }
@@ -192,6 +200,12 @@ internal sealed class ForcedResolution(
                 known = RecordedOutcome(current, name, xid) is BranchOutcome.RolledBack ? BranchOutcome.RolledBack : null;
                 return null;
             case TransactionState.Heuristic:
+                if (table.TryGetHeuristic(id, out var heuristic))
+                {
+                    // The branch's recovery data (a remote participant's callback URL) is kept with the heuristic.
+                    recoveryData = heuristic.Branches.FirstOrDefault(b => b.Xid == xid && string.Equals(b.ResourceManager, name, StringComparison.Ordinal))?.RecoveryData ?? default;
+                }
+
                 var kind = current.Outcome?.Kind;
                 if (kind == OutcomeKind.HeuristicCommit)
                 {
@@ -200,6 +214,11 @@ internal sealed class ForcedResolution(
 
                 return commit ? null : $"Transaction {id} ended {kind} after a commit decision may have been taken; a forced rollback would contradict it.";
             default:
+                if (!ours)
+                {
+                    return null; // Another node's transaction this coordinator knows nothing of: the operator answers for it.
+                }
+
                 return commit && !overridePresumedAbort
                     ? $"The coordinator has no record of transaction {id}: under presumed abort it did not commit. Pass the override flag to commit the branch anyway (only when you know every other branch committed)."
                     : null;

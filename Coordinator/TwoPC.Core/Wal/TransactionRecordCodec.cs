@@ -39,6 +39,11 @@ internal static class TransactionRecordCodec
 
     private const int MaxXidLength = sizeof(uint) + Xid.MaxLength;
 
+    // A heuristic branch's outcome byte: the outcome code (0 = unknown, else 1 + BranchOutcome) in the low bits;
+    // this bit says the branch's recovery data (length-prefixed) follows. Outcome codes never reach it, so records
+    // written before recovery data was kept decode unchanged.
+    private const byte HasRecoveryData = 0x80;
+
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     public static int MaxCommitDecisionLength(CommitDecision decision)
@@ -59,7 +64,7 @@ internal static class TransactionRecordCodec
         var branches = record.Branches;
         for (var i = 0; i < branches.Count; i++)
         {
-            length += MaxStringLength(branches[i].ResourceManager) + MaxXidLength + 1;
+            length += MaxStringLength(branches[i].ResourceManager) + MaxXidLength + 1 + sizeof(uint) + branches[i].RecoveryData.Length;
         }
 
         return CheckLength(length);
@@ -108,7 +113,18 @@ internal static class TransactionRecordCodec
             var branch = branches[i];
             position += WriteString(destination[position..], branch.ResourceManager);
             position += WriteXid(destination[position..], branch.Xid);
-            destination[position++] = branch.Outcome is { } outcome ? (byte)(1 + (int)outcome) : (byte)0;
+            var code = branch.Outcome is { } outcome ? (byte)(1 + (int)outcome) : (byte)0;
+            var data = branch.RecoveryData.Span;
+            if (data.IsEmpty)
+            {
+                destination[position++] = code;
+                continue;
+            }
+
+            destination[position++] = (byte)(code | HasRecoveryData);
+            BinaryPrimitives.WriteUInt32LittleEndian(destination[position..], (uint)data.Length);
+            data.CopyTo(destination[(position + sizeof(uint))..]);
+            position += sizeof(uint) + data.Length;
         }
 
         return position;
@@ -160,14 +176,26 @@ internal static class TransactionRecordCodec
         {
             var resourceManager = reader.ReadString();
             var xid = Xid.Parse(reader.ReadString());
-            var code = reader.ReadByte();
+            var flags = reader.ReadByte();
+            var code = flags & ~HasRecoveryData;
             BranchOutcome? outcome = code == 0 ? null : (BranchOutcome)(code - 1);
             if (outcome is { } value && !Enum.IsDefined(value))
             {
                 throw new InvalidDataException($"unknown branch outcome code {code}");
             }
 
-            branches[i] = new HeuristicBranch(resourceManager, xid, outcome);
+            // Written only when there is some: a record without it (or from before it was kept) decodes as empty.
+            ReadOnlyMemory<byte> recoveryData = default;
+            if ((flags & HasRecoveryData) != 0)
+            {
+                recoveryData = reader.ReadBytes();
+                if (recoveryData.IsEmpty)
+                {
+                    throw new InvalidDataException("a heuristic branch flagged with recovery data has none");
+                }
+            }
+
+            branches[i] = new HeuristicBranch(resourceManager, xid, outcome, recoveryData);
         }
 
         reader.EnsureEnd();

@@ -220,6 +220,61 @@ public sealed class ForcedResolutionTests
     }
 
     [Fact]
+    public async Task Item11_after_a_node_id_change_a_forced_rollback_of_a_branch_being_committed_is_refused()
+    {
+        // The log holds a commit decision written under the node's old id; the coordinator now runs as node-a and re-drives it.
+        var time = new FakeTimeProvider();
+        var log = new InMemoryTransactionLog();
+        var a = new ScriptedResourceManager("a") { CommitFailuresRemaining = int.MaxValue };
+        var b = new ScriptedResourceManager("b");
+        var id = new GlobalTransactionId(NodeId.Parse("node-old"), 5, 2);
+        var (xa, xb) = (Xid.ForBranch(id, 1), Xid.ForBranch(id, 2));
+        a.AddPrepared(xa);
+        b.AddPrepared(xb);
+        await log.OpenAsync(default);
+        await log.LogCommitDecisionAsync(new CommitDecision(id, time.GetUtcNow(), [new LoggedBranch("a", xa, "ra"u8.ToArray()), new LoggedBranch("b", xb, default)]));
+
+        var coordinator = await StartWithClockAsync(Options(), log, time, a, b);
+        await WaitUntilAsync(() => b.States[xb] == TestBranchState.Committed && a.Calls.Any(c => c.StartsWith("commit", StringComparison.Ordinal)));
+
+        var rollback = await coordinator.ForceRollbackBranchAsync("a", xa);
+
+        Assert.Equal(ForcedBranchStatus.Refused, rollback.Status);
+        Assert.Contains("commit decision", rollback.Message, StringComparison.Ordinal);
+        Assert.Equal(TestBranchState.Prepared, a.States[xa]);
+        Assert.DoesNotContain(a.Calls, c => c.StartsWith("rollback", StringComparison.Ordinal));
+
+        // A forced commit agrees with the decision and carries its recovery data.
+        a.CommitFailuresRemaining = 0;
+        var commit = await coordinator.ForceCommitBranchAsync("a", xa);
+        Assert.True(commit.Succeeded, commit.Message);
+        Assert.Equal("ra", System.Text.Encoding.UTF8.GetString(a.CommittedRecoveryData[xa]));
+        await StopNowAsync(coordinator);
+    }
+
+    [Fact]
+    public async Task Item11_after_a_node_id_change_a_heuristic_of_the_old_id_refuses_a_forced_rollback_and_a_forced_commit_carries_its_recovery_data()
+    {
+        var log = new InMemoryTransactionLog();
+        var a = new ScriptedResourceManager("a");
+        var id = new GlobalTransactionId(NodeId.Parse("node-old"), 5, 3);
+        var xa = Xid.ForBranch(id, 1);
+        a.AddPrepared(xa);
+        await log.OpenAsync(default);
+        await log.LogHeuristicAsync(new HeuristicRecord(id, DateTimeOffset.UnixEpoch, OutcomeKind.HeuristicHazard, "the commit callback failed", [new HeuristicBranch("a", xa, null, "http://participant/twopc"u8.ToArray())]));
+        await using var coordinator = await StartAsync(log, a);
+
+        var rollback = await coordinator.ForceRollbackBranchAsync("a", xa);
+        Assert.Equal(ForcedBranchStatus.Refused, rollback.Status);
+        Assert.Contains("HeuristicHazard", rollback.Message, StringComparison.Ordinal);
+        Assert.Equal(TestBranchState.Prepared, a.States[xa]);
+
+        var commit = await coordinator.ForceCommitBranchAsync("a", xa);
+        Assert.True(commit.Succeeded, commit.Message);
+        Assert.Equal("http://participant/twopc", System.Text.Encoding.UTF8.GetString(a.CommittedRecoveryData[xa]));
+    }
+
+    [Fact]
     public async Task An_unknown_resource_manager_is_reported_and_nothing_is_registered()
     {
         var a = new ScriptedResourceManager("a");
