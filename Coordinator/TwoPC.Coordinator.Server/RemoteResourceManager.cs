@@ -41,12 +41,12 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
     /// <inheritdoc />
     /// <exception cref="InvalidOperationException">No callback URL is known for the branch (not in its recovery data, not registered with this process).</exception>
     public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        FinishAsync(CallbackUrlFor(xid, recoveryData, "commit"), "commit", xid, cancellationToken);
+        FinishAsync(CallbackUrlFor(xid, recoveryData, "commit"), "commit", xid, cancellationToken, ParticipantDataOf(recoveryData));
 
     /// <inheritdoc />
     /// <exception cref="InvalidOperationException">No callback URL is known for the branch: it cannot be reached, so nothing is reported rolled back.</exception>
     public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        FinishAsync(CallbackUrlFor(xid, recoveryData, "roll back"), "rollback", xid, cancellationToken);
+        FinishAsync(CallbackUrlFor(xid, recoveryData, "roll back"), "rollback", xid, cancellationToken, ParticipantDataOf(recoveryData));
 
     /// <inheritdoc />
     public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) =>
@@ -83,7 +83,12 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
                     switch (answer.Vote)
                     {
                         case PrepareCallbackResponse.Yes:
-                            return Vote.Yes(Encoding.UTF8.GetBytes(callbackUrl.AbsoluteUri));
+                            if (answer.RecoveryData is { } data && (data.Length > PrepareCallbackResponse.MaxRecoveryDataLength || !IsBase64(data)))
+                            {
+                                throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with recovery data that is not base64 of at most {PrepareCallbackResponse.MaxRecoveryDataLength} characters.");
+                            }
+
+                            return Vote.Yes(EncodeRecoveryData(callbackUrl, answer.RecoveryData));
                         case PrepareCallbackResponse.ReadOnly:
                             Finished(xid); // no phase 2 follows
                             return Vote.ReadOnly;
@@ -106,9 +111,9 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
         }
     }
 
-    internal async ValueTask<BranchOutcome> FinishAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken)
+    internal async ValueTask<BranchOutcome> FinishAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken, string? participantData = null)
     {
-        using var response = await PostAsync(callbackUrl, action, xid, cancellationToken).ConfigureAwait(false);
+        using var response = await PostAsync(callbackUrl, action, xid, cancellationToken, participantData).ConfigureAwait(false);
         if (response.StatusCode != HttpStatusCode.OK)
         {
             throw new HttpRequestException($"'{Name}' answered {action} of {xid} with {(int)response.StatusCode}.", null, response.StatusCode);
@@ -145,14 +150,37 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
             : throw new InvalidOperationException($"Cannot {verb} branch {xid} of '{Name}': no callback URL is known for it (it is in no logged decision or heuristic, and was not registered since this coordinator started). A participant's own recovery settles a branch of its coordinator's node by asking GET /transactions/{{id}}; otherwise call the participant's {(verb == "commit" ? "commit" : "rollback")} callback yourself.");
     }
 
-    private async Task<HttpResponseMessage> PostAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> PostAsync(Uri callbackUrl, string action, Xid xid, CancellationToken cancellationToken, string? participantData = null)
     {
         using var client = httpClientFactory.CreateClient(CoordinatorServer.ParticipantClientName);
         var target = new Uri(callbackUrl.AbsoluteUri.TrimEnd('/') + "/" + action);
-        return await client.PostAsJsonAsync(target, new CallbackRequest(xid.ToString()), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        return await client.PostAsJsonAsync(target, new CallbackRequest(xid.ToString(), participantData), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
     }
 
-    private static Uri CallbackUrlOf(ReadOnlyMemory<byte> recoveryData) => new(Encoding.UTF8.GetString(recoveryData.Span), UriKind.Absolute);
+    // A remote branch's recovery data: the callback URL (UTF-8), then, when the participant answered prepare with
+    // recovery data of its own, a line feed and that data in base64. An absolute URI never contains a raw line feed,
+    // and a decision logged before the participant data existed is the URL alone.
+    private static byte[] EncodeRecoveryData(Uri callbackUrl, string? participantData) =>
+        Encoding.UTF8.GetBytes(participantData is { Length: > 0 } ? callbackUrl.AbsoluteUri + "\n" + participantData : callbackUrl.AbsoluteUri);
+
+    private static Uri CallbackUrlOf(ReadOnlyMemory<byte> recoveryData)
+    {
+        var text = Encoding.UTF8.GetString(recoveryData.Span);
+        var newline = text.IndexOf('\n', StringComparison.Ordinal);
+        return new(newline < 0 ? text : text[..newline], UriKind.Absolute);
+    }
+
+    private static string? ParticipantDataOf(ReadOnlyMemory<byte> recoveryData)
+    {
+        var newline = recoveryData.Span.IndexOf((byte)'\n');
+        return newline < 0 ? null : Encoding.UTF8.GetString(recoveryData.Span[(newline + 1)..]);
+    }
+
+    private static bool IsBase64(string text)
+    {
+        Span<byte> buffer = stackalloc byte[PrepareCallbackResponse.MaxRecoveryDataLength];
+        return Convert.TryFromBase64String(text, buffer, out _);
+    }
 
     /// <summary>Whether <paramref name="text"/> is an absolute http(s) URL without query or fragment.</summary>
     public static bool TryParseCallbackUrl(string? text, out Uri url)

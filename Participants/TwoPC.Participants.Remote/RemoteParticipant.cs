@@ -173,7 +173,10 @@ public sealed class RemoteParticipant : IAsyncDisposable
                 Forget(branch); // no phase 2 follows a No or read-only vote
             }
 
-            return Answer("prepare", xid, vote.Kind.ToString(), Results.Ok(new PrepareCallbackResponse(VoteName(vote.Kind), vote.Reason)));
+            // The resource's recovery data (PostgreSQL's transaction id) rides with the coordinator's decision, so a
+            // repeated commit after this process restarted is still answered exactly.
+            var recoveryData = vote.RecoveryData.IsEmpty ? null : Convert.ToBase64String(vote.RecoveryData.Span);
+            return Answer("prepare", xid, vote.Kind.ToString(), Results.Ok(new PrepareCallbackResponse(VoteName(vote.Kind), vote.Reason, recoveryData)));
         }
 
         // Not in memory (this process restarted, or the request failed before joining): PostgreSQL knows.
@@ -182,9 +185,9 @@ public sealed class RemoteParticipant : IAsyncDisposable
             : Answer("prepare", xid, "unknown branch", Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Not prepared", detail: $"Branch {xid} is not prepared here (its request failed or never finished)."));
     }
 
-    internal async Task<IResult> OnCommitAsync(Xid xid, CancellationToken cancellationToken)
+    internal async Task<IResult> OnCommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
-        var outcome = await ResourceManager.CommitAsync(xid, default, cancellationToken).ConfigureAwait(false);
+        var outcome = await ResourceManager.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
         if (_branches.TryGetValue(xid.ToString(), out var branch))
         {
             Forget(branch);
@@ -193,7 +196,7 @@ public sealed class RemoteParticipant : IAsyncDisposable
         return Answer("commit", xid, outcome.ToString(), Results.Ok(new FinishCallbackResponse(OutcomeName(outcome))));
     }
 
-    internal async Task<IResult> OnRollbackAsync(Xid xid, CancellationToken cancellationToken)
+    internal async Task<IResult> OnRollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
         if (_branches.TryGetValue(xid.ToString(), out var branch))
         {
@@ -210,7 +213,7 @@ public sealed class RemoteParticipant : IAsyncDisposable
             }
         }
 
-        var rolledBack = await ResourceManager.RollbackAsync(xid, default, cancellationToken).ConfigureAwait(false);
+        var rolledBack = await ResourceManager.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
         if (branch is not null)
         {
             Forget(branch);

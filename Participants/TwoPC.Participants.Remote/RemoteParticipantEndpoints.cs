@@ -46,11 +46,11 @@ public static class RemoteParticipantEndpoints
             return await next(context).ConfigureAwait(false);
         });
         group.MapPost("/prepare", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
-            WithXidAsync(request, xid => participant.OnPrepareAsync(xid, ct)));
+            WithXidAsync(request, (xid, _) => participant.OnPrepareAsync(xid, ct)));
         group.MapPost("/commit", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
-            WithXidAsync(request, xid => participant.OnCommitAsync(xid, ct)));
+            WithXidAsync(request, (xid, data) => participant.OnCommitAsync(xid, data, ct)));
         group.MapPost("/rollback", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
-            WithXidAsync(request, xid => participant.OnRollbackAsync(xid, ct)));
+            WithXidAsync(request, (xid, data) => participant.OnRollbackAsync(xid, data, ct)));
         return group;
     }
 
@@ -101,7 +101,7 @@ public static class RemoteParticipantEndpoints
         return builder;
     }
 
-    private static async Task<IResult> WithXidAsync(HttpRequest request, Func<Xid, Task<IResult>> action)
+    private static async Task<IResult> WithXidAsync(HttpRequest request, Func<Xid, ReadOnlyMemory<byte>, Task<IResult>> action)
     {
         CallbackRequest? body;
         try
@@ -113,8 +113,27 @@ public static class RemoteParticipantEndpoints
             body = null;
         }
 
+        byte[] recoveryData = [];
+        if (body?.RecoveryData is { } data && (data.Length > PrepareCallbackResponse.MaxRecoveryDataLength || !TryFromBase64(data, out recoveryData)))
+        {
+            return Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: $"\"recoveryData\" must be base64 of at most {PrepareCallbackResponse.MaxRecoveryDataLength} characters.");
+        }
+
         return Xid.TryParse(body?.Xid, out var xid)
-            ? await action(xid).ConfigureAwait(false)
+            ? await action(xid, recoveryData).ConfigureAwait(false)
             : Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: $"Send {{ \"xid\": \"...\" }} with a TwoPC XID; got {TransactionIdFormatException.Sanitize(body?.Xid ?? string.Empty)}.");
+    }
+
+    private static bool TryFromBase64(string text, out byte[] bytes)
+    {
+        var buffer = new byte[text.Length];
+        if (Convert.TryFromBase64String(text, buffer, out var written))
+        {
+            bytes = buffer[..written];
+            return true;
+        }
+
+        bytes = [];
+        return false;
     }
 }

@@ -114,6 +114,35 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Item07_a_participant_restarted_after_its_commit_answers_the_redriven_commit_exactly_not_unknown()
+    {
+        // Alpha commits, then the coordinator dies before hearing every answer and alpha restarts too (its memory
+        // of the branch is gone, and PostgreSQL no longer has it prepared). The restarted coordinator re-drives the
+        // logged decision: alpha must answer Committed from the recovery data it handed over at prepare (its
+        // database transaction id, checked with pg_xact_status), not "unknown" — which would be a heuristic hazard.
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-9", 10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-9", -10, HttpStatusCode.OK);
+        await HoldNextCommitAsync(_beta);
+
+        var commit = tx.CommitAsync();
+        Assert.NotNull(await _beta.Process.WaitForLineAsync(TimeSpan.FromSeconds(30), "commit-held"));
+        await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-9") == 1, TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        _coordinator.Kill();
+        await Assert.ThrowsAnyAsync<Exception>(() => commit);
+        _alpha.Kill();
+        await _alpha.StartAsync();
+
+        await _coordinator.StartAsync(); // same log: recovery re-drives the decision to both participants
+
+        await Eventually.TrueAsync(async () => await _beta.CountAsync("b-9") == 1, TimeSpan.FromSeconds(60), _coordinator.Process.Describe);
+        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State is "Committed" or "Heuristic", TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        var status = await _client.GetStatusAsync(tx.Id);
+        Assert.True(status.State == "Committed", $"expected Committed, got {status.State}: {status.Outcome?.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.Equal(1, await _alpha.CountAsync("a-9"));
+    }
+
+    [Fact]
     public async Task Coordinator_killed_before_its_decision_leaves_prepared_branches_that_the_participants_roll_back()
     {
         var tx = await _client.BeginAsync(TimeSpan.FromSeconds(6)); // long enough for both branches to prepare on a loaded machine
