@@ -24,23 +24,8 @@ public sealed class CrashMatrixTests
     [InlineData("AfterBranchCommitted", 1, CrashedExpectation.Committed)]
     // END appended (not forced): recovery at most repeats an idempotent commit.
     [InlineData("AfterEnd", 0, CrashedExpectation.Committed)]
-    public async Task Crash_at_step_then_recover_is_atomic(string step, int k, CrashedExpectation expected)
-    {
-        // The third occurrence, so some transactions finished before the crash and others are in flight.
-        var spec = new RunSpec(Participants, Transactions: 8, Concurrency: 2, Seed: 7, NoVotes: 0.2, new CrashSpec(step, k, At: 3));
-        using var scenario = new CrashScenario(Participants, $"crash matrix: {spec}");
-
-        var run = await scenario.RunAsync(spec);
-        if (run.CrashStep != step)
-        {
-            Assert.Fail(scenario.Fail($"the run did not reach the crash point {spec.Crash}"));
-        }
-
-        AssertStateAtCrash(scenario, step, k, run.CrashedTransaction!);
-
-        await scenario.RecoverAsync();
-        scenario.AssertAtomic([run], run.CrashedTransaction, expected);
-    }
+    public Task Crash_at_step_then_recover_is_atomic(string step, int k, CrashedExpectation expected) =>
+        CrashThenRecoverAsync("all", atomic: true, step, k, expected, seed: 7);
 
     [Theory]
     // One writing branch whose commit is not atomic (a publisher, a remote participant): its lone Yes is
@@ -53,22 +38,8 @@ public sealed class CrashMatrixTests
     // An atomic lone Yes needs no record: before its commit presumed abort, after it committed.
     [InlineData("single-yes", true, "AfterPrepare", 0, CrashedExpectation.NotCommitted)]
     [InlineData("single-yes", true, "AfterBranchCommitted", 1, CrashedExpectation.Committed)]
-    public async Task Crash_with_one_writing_branch_then_recover_is_atomic(string shape, bool atomic, string step, int k, CrashedExpectation expected)
-    {
-        var spec = new RunSpec(Participants, Transactions: 8, Concurrency: 2, Seed: 11, NoVotes: 0.2, new CrashSpec(step, k, At: 3));
-        using var scenario = new CrashScenario(Participants, $"crash matrix, shape={shape} atomic={atomic}: {spec}", shape: shape, atomic: atomic);
-
-        var run = await scenario.RunAsync(spec);
-        if (run.CrashStep != step)
-        {
-            Assert.Fail(scenario.Fail($"the run did not reach the crash point {spec.Crash}"));
-        }
-
-        AssertStateAtCrash(scenario, step, k, run.CrashedTransaction!);
-
-        await scenario.RecoverAsync();
-        scenario.AssertAtomic([run], run.CrashedTransaction, expected);
-    }
+    public Task Crash_with_one_writing_branch_then_recover_is_atomic(string shape, bool atomic, string step, int k, CrashedExpectation expected) =>
+        CrashThenRecoverAsync(shape, atomic, step, k, expected, seed: 11);
 
     [Fact]
     public async Task Crash_during_recovery_then_recover_again_is_atomic()
@@ -146,6 +117,24 @@ public sealed class CrashMatrixTests
 
         await scenario.RecoverAsync();
         scenario.AssertAtomic([run], failedDecision, CrashedExpectation.Committed);
+    }
+
+    private static async Task CrashThenRecoverAsync(string shape, bool atomic, string step, int k, CrashedExpectation expected, int seed)
+    {
+        // The third occurrence, so some transactions finished before the crash and others are in flight.
+        var spec = new RunSpec(Participants, Transactions: 8, Concurrency: 2, Seed: seed, NoVotes: 0.2, new CrashSpec(step, k, At: 3));
+        using var scenario = new CrashScenario(Participants, $"crash matrix, shape={shape} atomic={atomic}: {spec}", shape: shape, atomic: atomic);
+
+        var run = await scenario.RunAsync(spec);
+        if (run.CrashStep != step)
+        {
+            Assert.Fail(scenario.Fail($"the run did not reach the crash point {spec.Crash}"));
+        }
+
+        AssertStateAtCrash(scenario, step, k, run.CrashedTransaction!);
+
+        await scenario.RecoverAsync();
+        scenario.AssertAtomic([run], run.CrashedTransaction, expected);
     }
 
     /// <summary>

@@ -10,28 +10,10 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private async Task WriteDecisionsAsync(ulong from, ulong to)
-    {
-        await using var log = _dir.CreateLog();
-        await log.OpenAsync(CancellationToken.None);
-        for (var i = from; i <= to; i++)
-        {
-            await log.LogCommitDecisionAsync(Decision(i));
-        }
-    }
-
-    private static IEnumerable<ulong> Range(ulong from, ulong to)
-    {
-        for (var i = from; i <= to; i++)
-        {
-            yield return i;
-        }
-    }
-
     [Fact]
     public async Task Record_cut_short_at_the_tail_is_truncated_reported_and_the_log_stays_appendable()
     {
-        await WriteDecisionsAsync(1, 10);
+        await _dir.WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
         var length = new FileInfo(segment).Length;
         using (var file = File.Open(segment, FileMode.Open))
@@ -62,7 +44,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task Zeros_after_the_last_batch_are_truncated_and_reported()
     {
-        await WriteDecisionsAsync(1, 10);
+        await _dir.WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
         var length = new FileInfo(segment).Length;
         using (var file = File.Open(segment, FileMode.Append))
@@ -84,7 +66,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task Random_bytes_after_the_last_batch_are_not_a_crash_and_refuse_to_start()
     {
-        await WriteDecisionsAsync(1, 10);
+        await _dir.WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
         var length = new FileInfo(segment).Length;
         var garbage = new byte[300];
@@ -103,7 +85,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task Flipped_bit_in_the_middle_followed_by_valid_records_is_corruption_naming_the_file()
     {
-        await WriteDecisionsAsync(1, 20);
+        await _dir.WriteDecisionsAsync(1, 20);
         var segment = _dir.LastSegment();
         var bytes = File.ReadAllBytes(segment);
         bytes[bytes.Length / 2] ^= 0x10;
@@ -148,7 +130,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task A_newer_segment_the_manifest_never_switched_to_is_removed_and_earlier_records_are_kept()
     {
-        await WriteDecisionsAsync(1, 5);
+        await _dir.WriteDecisionsAsync(1, 5);
         var torn = Path.Combine(_dir.Path, "wal-0000000000000002.seg");
         File.WriteAllBytes(torn, new byte[10]);
 
@@ -172,7 +154,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task Record_with_a_valid_checksum_that_does_not_decode_is_corruption()
     {
-        await WriteDecisionsAsync(1, 2);
+        await _dir.WriteDecisionsAsync(1, 2);
         // A decision whose gtrid is not canonical: framed and checksummed correctly, but wrong.
         var payload = new byte[4 + 5 + 8 + 4];
         BitConverter.TryWriteBytes(payload.AsSpan(0), 5);
@@ -188,7 +170,7 @@ public sealed class FileTransactionLogRecoveryTests : IDisposable
     [Fact]
     public async Task Same_decision_read_twice_is_harmless()
     {
-        await WriteDecisionsAsync(1, 3);
+        await _dir.WriteDecisionsAsync(1, 3);
         // As if a checkpoint copy and the original were both read.
         var buffer = new WalFrameBuffer();
         var decision = Decision(2);

@@ -16,28 +16,10 @@ public sealed class WalIntegrityTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private async Task WriteDecisionsAsync(ulong from, ulong to)
-    {
-        await using var log = _dir.CreateLog();
-        await log.OpenAsync(CancellationToken.None);
-        for (var i = from; i <= to; i++)
-        {
-            await log.LogCommitDecisionAsync(Decision(i));
-        }
-    }
-
-    private static IEnumerable<ulong> Range(ulong from, ulong to)
-    {
-        for (var i = from; i <= to; i++)
-        {
-            yield return i;
-        }
-    }
-
     [Fact]
     public async Task Item15_bit_rot_in_the_last_complete_record_is_corruption_naming_file_and_offset_not_a_torn_tail()
     {
-        await WriteDecisionsAsync(1, 10);
+        await _dir.WriteDecisionsAsync(1, 10);
         var segment = _dir.LastSegment();
         var bytes = File.ReadAllBytes(segment);
         bytes[^10] ^= 0x01; // inside decision 10, the last acknowledged record: its frame is complete
@@ -56,7 +38,7 @@ public sealed class WalIntegrityTests : IDisposable
     [Fact]
     public async Task Item16_deleting_the_only_segment_refuses_to_start_instead_of_restarting_at_epoch_one()
     {
-        await WriteDecisionsAsync(1, 5);
+        await _dir.WriteDecisionsAsync(1, 5);
         var segment = _dir.LastSegment();
         File.Delete(segment);
 
@@ -70,7 +52,7 @@ public sealed class WalIntegrityTests : IDisposable
     [Fact]
     public async Task Item16_zeroing_the_only_segment_refuses_to_start()
     {
-        await WriteDecisionsAsync(1, 5);
+        await _dir.WriteDecisionsAsync(1, 5);
         var segment = _dir.LastSegment();
         File.WriteAllBytes(segment, new byte[new FileInfo(segment).Length]);
 
@@ -83,7 +65,7 @@ public sealed class WalIntegrityTests : IDisposable
     [Fact]
     public async Task Item16_an_emptied_segment_refuses_to_start()
     {
-        await WriteDecisionsAsync(1, 5);
+        await _dir.WriteDecisionsAsync(1, 5);
         var segment = _dir.LastSegment();
         File.WriteAllBytes(segment, []);
 
@@ -116,7 +98,7 @@ public sealed class WalIntegrityTests : IDisposable
     [Fact]
     public async Task Item16_segments_without_the_log_identity_refuse_to_start()
     {
-        await WriteDecisionsAsync(1, 5);
+        await _dir.WriteDecisionsAsync(1, 5);
         foreach (var file in Directory.GetFiles(_dir.Path).Where(f => !Path.GetFileName(f).StartsWith("wal-", StringComparison.Ordinal) && Path.GetFileName(f) != "LOCK"))
         {
             File.Delete(file); // the identity/manifest, whatever it is called

@@ -23,6 +23,17 @@ internal sealed class TempLogDirectory : IDisposable
 
     public string LastSegment() => Segments()[^1];
 
+    /// <summary>Opens a log here, forces decisions <paramref name="from"/> to <paramref name="to"/>, and closes it.</summary>
+    public async Task WriteDecisionsAsync(ulong from, ulong to)
+    {
+        await using var log = CreateLog();
+        await log.OpenAsync(CancellationToken.None);
+        for (var i = from; i <= to; i++)
+        {
+            await log.LogCommitDecisionAsync(Records.Decision(i));
+        }
+    }
+
     public FileTransactionLog CreateLog(long segmentSize = FileTransactionLogOptions.DefaultSegmentSize) =>
         new(new FileTransactionLogOptions { Directory = Path, SegmentSize = segmentSize });
 
@@ -122,6 +133,15 @@ internal static class Records
     public static readonly NodeId Node = NodeId.Parse("node-a");
 
     public static GlobalTransactionId Id(ulong sequence) => new(Node, 7, sequence);
+
+    /// <summary>The sequences <paramref name="from"/> to <paramref name="to"/>, inclusive.</summary>
+    public static IEnumerable<ulong> Range(ulong from, ulong to)
+    {
+        for (var i = from; i <= to; i++)
+        {
+            yield return i;
+        }
+    }
 
     public static CommitDecision Decision(ulong sequence, int branches = 2) =>
         new(
