@@ -353,9 +353,10 @@ public sealed partial class InboxConsumer : IAsyncDisposable
 
     /// <summary>
     /// Whether <paramref name="exception"/> says the database could not be reached or is not serving (rather than
-    /// that the handler failed): a failure to connect or a broken connection, the server shutting down or
-    /// starting (57P01-57P03), a connection exception (08xxx), insufficient resources (53xxx, e.g. 53300 too
-    /// many connections), or a system error (58xxx).
+    /// that the handler failed): no connection could be opened (refused, timed out, pool exhausted), the
+    /// connection broke (I/O error), the server is shutting down or starting (57P01-57P03), a connection
+    /// exception (08xxx), insufficient resources (53xxx, e.g. 53300 too many connections) or a system error (58xxx).
+    /// A command that timed out on a working connection is the handler's failure: it counts.
     /// </summary>
     internal static bool IsDatabaseUnavailable(Exception exception)
     {
@@ -363,13 +364,30 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         {
             switch (ex)
             {
+                case DatabaseUnavailableException:
+                    return true;
                 case PostgresException pg:
                     return pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
                         || pg.SqlState.StartsWith("58", StringComparison.Ordinal) || pg.SqlState is "57P01" or "57P02" or "57P03";
                 case NpgsqlOperationInProgressException:
                     return false; // the handler used its connection concurrently: its own bug
-                case NpgsqlException:
-                    return true; // no server error: the connection failed (refused, reset, timed out)
+                case NpgsqlException npgsql:
+                    // No server error: the connection broke under the command (I/O), or the command timed out.
+                    return HasInner<System.IO.IOException>(npgsql) || HasInner<System.Net.Sockets.SocketException>(npgsql);
+            }
+        }
+
+        return false;
+    }
+
+    private static bool HasInner<T>(Exception exception)
+        where T : Exception
+    {
+        for (var ex = exception.InnerException; ex is not null; ex = ex.InnerException)
+        {
+            if (ex is T)
+            {
+                return true;
             }
         }
 
@@ -382,7 +400,18 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     /// <returns><see langword="true"/> when the message was processed before (nothing was done).</returns>
     private async Task<bool> HandleInTransactionAsync(InboxMessage message, CancellationToken cancellationToken)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        NpgsqlConnection connection;
+        try
+        {
+            connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
+        {
+            // Not one statement of the handler ran: whatever went wrong, it is not the message's fault.
+            throw new DatabaseUnavailableException(ex);
+        }
+
+        await using var _ = connection.ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (var claim = new NpgsqlCommand($"INSERT INTO {_inbox} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", connection, transaction))
         {
@@ -522,3 +551,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
     private static partial Regex SchemaName();
 }
+
+/// <summary>The inbox database could not be reached: no connection could be opened.</summary>
+internal sealed class DatabaseUnavailableException(Exception innerException)
+    : Exception("The inbox database cannot be reached: " + innerException.Message, innerException);

@@ -156,6 +156,53 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
     }
 
     [Fact]
+    public async Task Item05_a_parking_queue_that_refuses_messages_is_retried_park_only_until_it_accepts_and_nothing_is_published_twice()
+    {
+        await using var world = await MessagingWorld.CreateAsync(fixture);
+        await world.Rabbit.WaitUntilConnectedAsync();
+        var parkingQueue = world.Rabbit.Options.ParkingQueue;
+        await using (var channel = await world.Connection.CreateChannelAsync())
+        {
+            // Replaced by a queue that nacks every message (full at length 0, rejecting new ones).
+            await channel.QueueDeleteAsync(parkingQueue);
+            await channel.QueueDeclareAsync(parkingQueue, durable: true, exclusive: false, autoDelete: false, arguments: new Dictionary<string, object?>
+            {
+                ["x-queue-type"] = "classic",
+                ["x-max-length"] = 0,
+                ["x-overflow"] = "reject-publish",
+            });
+        }
+
+        var tx = world.Coordinator.Begin();
+        var db = await world.Postgres.EnlistAsync(tx);
+        var events = world.Rabbit.Enlist(tx);
+        events.Publish(world.Exchange, "order.placed", "routable"u8.ToArray());
+        events.Publish(world.Exchange, "nobody.listens", "unroutable"u8.ToArray());
+        await using (var update = new NpgsqlCommand("UPDATE items SET value = 1 WHERE id = 1", db.Connection, db.Transaction))
+        {
+            await update.ExecuteNonQueryAsync();
+        }
+
+        var commit = tx.CommitAsync();
+        await Task.WhenAny(commit, Task.Delay(TimeSpan.FromSeconds(3)));
+        Assert.False(commit.IsCompleted, "the commit finished although the undeliverable message could not be parked");
+        // Reported to operators: the branch is committing and its last error says the parking failed.
+        var inDoubt = world.Coordinator.GetInDoubt();
+        Assert.True(inDoubt.Any(r => r.Detail?.Contains("could not be parked", StringComparison.Ordinal) == true), string.Join("; ", inDoubt.Select(r => r.Detail)));
+
+        // The operator removes the broken queue; the next attempt declares it again and parks.
+        await using (var channel = await world.Connection.CreateChannelAsync())
+        {
+            await channel.QueueDeleteAsync(parkingQueue);
+        }
+
+        var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(outcome.Kind == OutcomeKind.HeuristicHazard, $"{outcome.Kind}: {outcome.Reason}");
+        Assert.Equal(["routable"], (await world.DrainAsync()).Select(m => m.Body));
+        Assert.Equal(["unroutable"], (await world.DrainAsync(parkingQueue)).Select(m => m.Body));
+    }
+
+    [Fact]
     public async Task Item23_creating_the_resource_manager_leaves_the_callers_connection_factory_unchanged()
     {
         var factory = new ConnectionFactory { Uri = fixture.Broker.AmqpUri, AutomaticRecoveryEnabled = false, TopologyRecoveryEnabled = false, ClientProvidedName = "mine" };
