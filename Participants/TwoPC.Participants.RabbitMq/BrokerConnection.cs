@@ -27,6 +27,7 @@ internal sealed class BrokerConnection : IAsyncDisposable
     private readonly Lock _gate = new();
     private TaskCompletionSource<IConnection> _open = NewOpen();
     private Task _loop = Task.CompletedTask;
+    private int _disposed;
 
     private BrokerConnection(ConnectionFactory factory, string clientName, TimeSpan maxReconnectDelay, Func<IConnection, CancellationToken, Task> onConnected, ILogger logger)
     {
@@ -170,6 +171,11 @@ internal sealed class BrokerConnection : IAsyncDisposable
     /// <summary>Stops reconnecting and closes the connection.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _disposing.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
         lock (_gate)

@@ -106,6 +106,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     private bool _inboxCreated;
     private Task _cleanup = Task.CompletedTask;
     private Task _starting = Task.CompletedTask;
+    private int _disposed;
 
     private InboxConsumer(NpgsqlDataSource dataSource, InboxConsumerOptions options, InboxHandler handler, ILogger logger)
     {
@@ -510,6 +511,11 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     /// <summary>Stops consuming (in-flight handlers finish) and closes the channels.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _starting.ConfigureAwait(false);
         Task cleanup;

@@ -41,6 +41,7 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
     private readonly Counter<long> _parked;
     private readonly Counter<long> _parkingFailures;
     private BrokerConnection _broker = null!;
+    private int _disposed;
 
     private RabbitMqResourceManager(string name, RabbitMqPublisherOptions options, ILogger logger, IMeterFactory? meterFactory)
     {
@@ -157,6 +158,12 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        // A host may dispose it twice (as a hosted resource and as a service).
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _broker.DisposeAsync().ConfigureAwait(false);
         while (_channels.TryTake(out var channel))
         {
