@@ -22,9 +22,12 @@ namespace TwoPC.Participants.RabbitMq;
 /// Every message gets a stable <c>MessageId</c>, <c>{xid}.{n}</c>. A publish whose outcome is unknown
 /// (the connection dropped before the confirm) fails the commit, and the coordinator retries it, also
 /// after a restart, with the same ids: delivery is at least once, and consumers deduplicate by
-/// <c>MessageId</c> (see the inbox). A returned (unroutable) or nacked message is never taken for
-/// success: it is parked in <see cref="RabbitMqPublisherOptions.ParkingQueue"/> and reported as a
-/// heuristic hazard.
+/// <c>MessageId</c> (see the inbox). Within one process a retry publishes only the messages whose confirm
+/// did not come: one already confirmed in an earlier attempt of the same commit is not published again.
+/// A returned (unroutable) or nacked message, or one that cannot be encoded, is never taken for success:
+/// it is parked in <see cref="RabbitMqPublisherOptions.ParkingQueue"/> and reported as a heuristic hazard;
+/// if parking fails, only the parking is retried. The broker connection is opened lazily and re-opened
+/// after every loss; a commit waits for it rather than failing into the coordinator's backoff.
 /// </remarks>
 public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
 {
