@@ -98,6 +98,8 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     private readonly string _consumer;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ResiliencePipeline _database;
+    private const int MaxTrackedFailures = 100_000;
+
     private readonly ConcurrentDictionary<string, long> _failures = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private IChannel? _channel;
@@ -318,6 +320,12 @@ public sealed partial class InboxConsumer : IAsyncDisposable
             }
             else
             {
+                // Bounded: ids of messages that later succeeded on another consumer are never removed here.
+                if (_failures.Count >= MaxTrackedFailures)
+                {
+                    _failures.Clear();
+                }
+
                 _failures[messageId] = failures;
                 _logger.HandlerFailed(ex, messageId, _options.Queue, failures);
                 await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true).ConfigureAwait(false);
