@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
 using RabbitMQ.Client;
 using TwoPC.Client;
@@ -75,9 +76,15 @@ public static class Messaging
             return TwoPCApiEndpoints.NotOpen(registry, txId);
         }
 
+        var message = new OutgoingMessage(body.Exchange!, body.RoutingKey ?? string.Empty, bytes, body.Headers, "application/json", body.Type);
+        if (message.FindProblem() is { } problem)
+        {
+            return TwoPCApiEndpoints.BadRequest($"the message cannot be published: {problem}.");
+        }
+
         try
         {
-            var (xid, index) = staging.Stage(tx, new OutgoingMessage(body.Exchange!, body.RoutingKey ?? string.Empty, bytes, body.Headers, "application/json", body.Type));
+            var (xid, index) = staging.Stage(tx, message);
             return Results.Accepted($"/transactions/{txId}", new PublishMessageResponse(xid.ToString(), RabbitMqResourceManager.MessageId(xid, index)));
         }
         catch (InvalidOperationException)
@@ -93,14 +100,16 @@ public static class Messaging
             return "A JSON body is required.";
         }
 
-        if (string.IsNullOrEmpty(body.Exchange) || body.Exchange.Length > 255 || body.Exchange.Any(char.IsControl))
+        // AMQP short strings are limited in bytes of UTF-8, not characters: 200 × "é" is 400 bytes, which the
+        // client library could never encode. Refuse it here, before it can reach a commit decision.
+        if (string.IsNullOrEmpty(body.Exchange) || !FitsShortString(body.Exchange) || body.Exchange.Any(char.IsControl))
         {
-            return "exchange must be 1-255 printable characters (the default exchange cannot be used: declare one).";
+            return $"exchange must be 1-{OutgoingMessage.MaxShortStringBytes} bytes of UTF-8, printable characters (the default exchange cannot be used: declare one).";
         }
 
-        if (body.RoutingKey is { Length: > 255 } || (body.RoutingKey?.Any(char.IsControl) ?? false))
+        if ((body.RoutingKey is { } routingKey && !FitsShortString(routingKey)) || (body.RoutingKey?.Any(char.IsControl) ?? false))
         {
-            return "routingKey must be at most 255 printable characters.";
+            return $"routingKey must be at most {OutgoingMessage.MaxShortStringBytes} bytes of UTF-8, printable characters.";
         }
 
         if (body.Body is not { ValueKind: not JsonValueKind.Undefined })
@@ -108,18 +117,20 @@ public static class Messaging
             return "body is required (any JSON value).";
         }
 
-        if (body.Type is { Length: > 255 })
+        if (body.Type is { } type && !FitsShortString(type))
         {
-            return "type must be at most 255 characters.";
+            return $"type must be at most {OutgoingMessage.MaxShortStringBytes} bytes of UTF-8.";
         }
 
-        if (body.Headers is { Count: > 64 } || (body.Headers?.Any(h => h.Key.Length is 0 or > 255 || h.Key.StartsWith("x-twopc", StringComparison.OrdinalIgnoreCase) || h.Value is null || h.Value.Length > 4096) ?? false))
+        if (body.Headers is { Count: > 64 } || (body.Headers?.Any(h => h.Key.Length == 0 || !FitsShortString(h.Key) || h.Key.StartsWith("x-twopc", StringComparison.OrdinalIgnoreCase) || h.Value is null || h.Value.Length > 4096) ?? false))
         {
-            return "headers: at most 64, names 1-255 characters not starting with x-twopc, values at most 4096 characters.";
+            return $"headers: at most 64, names 1-{OutgoingMessage.MaxShortStringBytes} bytes of UTF-8 not starting with x-twopc, values at most 4096 characters.";
         }
 
         return null;
     }
+
+    private static bool FitsShortString(string value) => Encoding.UTF8.GetByteCount(value) <= OutgoingMessage.MaxShortStringBytes;
 
 }
 

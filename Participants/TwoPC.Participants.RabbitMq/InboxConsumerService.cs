@@ -6,7 +6,7 @@ namespace TwoPC.Participants.RabbitMq;
 /// Runs an <see cref="InboxConsumer"/> as a hosted service (Generic Host): it starts consuming when the
 /// host starts and stops — letting in-flight handlers finish — when the host stops.
 /// </summary>
-/// <param name="start">Starts the consumer (typically <see cref="InboxConsumer.StartAsync"/> with the application's handler).</param>
+/// <param name="start">Starts the consumer (typically one of the <c>InboxConsumer.StartAsync</c> overloads with the application's handler).</param>
 public sealed class InboxConsumerService(Func<CancellationToken, Task<InboxConsumer>> start) : IHostedService, IAsyncDisposable
 {
     private InboxConsumer? _consumer;

@@ -41,10 +41,16 @@ public sealed class RabbitMqBranch : ITransactionBranch
     }
 
     /// <summary>Stages a message to publish when the global transaction commits.</summary>
+    /// <exception cref="ArgumentException">The message cannot be published as AMQP (see <see cref="OutgoingMessage.FindProblem"/>), e.g. a routing key over 255 bytes of UTF-8; nothing was staged.</exception>
     /// <exception cref="InvalidOperationException">The branch is already preparing or finished.</exception>
     public void Publish(OutgoingMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
+        if (message.FindProblem() is { } problem)
+        {
+            throw new ArgumentException($"The message cannot be published: {problem}.", nameof(message));
+        }
+
         lock (_gate)
         {
             if (_closed)
@@ -61,8 +67,8 @@ public sealed class RabbitMqBranch : ITransactionBranch
         Publish(new OutgoingMessage(exchange, routingKey, body, headers));
 
     /// <summary>
-    /// No messages → read-only. Otherwise checks that every target exchange exists (a missing one is a
-    /// No vote) and votes yes with the messages as recovery data, so the commit decision makes them durable.
+    /// No messages → read-only. Otherwise checks that every message can be encoded and every target exchange
+    /// exists (otherwise a No vote, so the transaction rolls back cleanly with the reason) and votes yes with the messages as recovery data, so the commit decision makes them durable.
     /// </summary>
     public async ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken)
     {
@@ -76,6 +82,17 @@ public sealed class RabbitMqBranch : ITransactionBranch
         if (messages.Length == 0)
         {
             return Vote.ReadOnly;
+        }
+
+        for (var i = 0; i < messages.Length; i++)
+        {
+            // Checked again here (not only in Publish): a message must never reach the decision if it cannot be sent.
+            if ((messages[i].FindProblem() ?? OutgoingMessage.ShortStringProblem("message id", RabbitMqResourceManager.MessageId(Xid, i))) is { } problem)
+            {
+                var reason = $"message {i} cannot be published: {problem}";
+                _logger.VotedNo(Xid, reason);
+                return Vote.No(reason);
+            }
         }
 
         if (await _rm.FindMissingExchangeAsync(messages.Select(m => m.Exchange), cancellationToken).ConfigureAwait(false) is { } missing)
@@ -97,7 +114,10 @@ public sealed class RabbitMqBranch : ITransactionBranch
         return Vote.Yes(data);
     }
 
-    /// <summary>The only branch: publish now (with confirms).</summary>
+    /// <summary>
+    /// Publishes now (with confirms). The coordinator never calls this for a publishing branch (its resource
+    /// manager does not commit atomically, so even a lone branch is prepared and its decision logged).
+    /// </summary>
     public async ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken)
     {
         OutgoingMessage[] messages;

@@ -6,7 +6,7 @@ namespace TwoPC.Participants.RabbitMq;
 /// <summary>Log messages of the RabbitMQ participant (event ids 5000-5099).</summary>
 internal static partial class RabbitMqLog
 {
-    [LoggerMessage(EventId = 5000, Level = LogLevel.Information, Message = "RabbitMQ resource manager {Name} connected to {Endpoint}")]
+    [LoggerMessage(EventId = 5000, Level = LogLevel.Information, Message = "Connection {Name} open to {Endpoint}")]
     public static partial void Connected(this ILogger logger, string name, RabbitMQ.Client.AmqpTcpEndpoint endpoint);
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Branch {Xid} prepared {Count} staged messages")]
@@ -23,6 +23,18 @@ internal static partial class RabbitMqLog
 
     [LoggerMessage(EventId = 5005, Level = LogLevel.Warning, Message = "Branch {Xid}: publishing failed with an unknown outcome; the coordinator retries with the same message ids")]
     public static partial void PublishUncertain(this ILogger logger, Exception exception, Xid xid);
+
+    [LoggerMessage(EventId = 5006, Level = LogLevel.Warning, Message = "Connection {Name} to {Endpoint} failed (attempt {Attempt}); trying again in {Delay}")]
+    public static partial void ConnectFailed(this ILogger logger, Exception exception, string name, RabbitMQ.Client.AmqpTcpEndpoint endpoint, int attempt, TimeSpan delay);
+
+    [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "Connection {Name} lost ({Reason}); reconnecting")]
+    public static partial void ConnectionLost(this ILogger logger, string name, string reason);
+
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Error, Message = "Branch {Xid}: message {MessageId} could not be parked in {ParkingQueue} (heuristic hazard); messages already confirmed are not published again, only the parking is retried")]
+    public static partial void ParkingFailed(this ILogger logger, Exception exception, Xid xid, string messageId, string parkingQueue);
+
+    [LoggerMessage(EventId = 5009, Level = LogLevel.Debug, Message = "Branch {Xid}: waiting for the connection to the broker before publishing")]
+    public static partial void WaitingForConnection(this ILogger logger, Xid xid);
 }
 
 /// <summary>Log messages of the inbox consumer (event ids 5100-5199).</summary>
@@ -48,4 +60,10 @@ internal static partial class InboxLog
 
     [LoggerMessage(EventId = 5106, Level = LogLevel.Warning, Message = "Inbox cleanup for {Queue} failed")]
     public static partial void CleanupFailed(this ILogger logger, Exception exception, string queue);
+
+    [LoggerMessage(EventId = 5107, Level = LogLevel.Warning, Message = "The inbox database of {Queue} is unavailable (attempt {Attempt}); the delivery is held, not counted as a failure, and retried in {Delay}")]
+    public static partial void DatabaseUnavailable(this ILogger logger, Exception exception, string queue, int attempt, TimeSpan delay);
+
+    [LoggerMessage(EventId = 5108, Level = LogLevel.Warning, Message = "Inbox consumer for {Queue} cannot start yet (broker or database unreachable); retrying in the background")]
+    public static partial void StartDeferred(this ILogger logger, Exception exception, string queue);
 }

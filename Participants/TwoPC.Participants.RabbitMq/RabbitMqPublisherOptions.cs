@@ -20,4 +20,13 @@ public sealed class RabbitMqPublisherOptions
     /// parked for an operator, with headers saying why. Declared at start. Default <c>twopc.parked</c>.
     /// </summary>
     public string ParkingQueue { get; set; } = "twopc.parked";
+
+    /// <summary>
+    /// The longest pause between two attempts to (re)connect to the broker; attempts start at 100 ms and back
+    /// off to this. A commit waiting for the broker publishes as soon as the connection is back. Default 1 s.
+    /// </summary>
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Test hook awaited before each message is handed to the channel (the crash tests kill the process there).</summary>
+    internal Func<string, ValueTask>? BeforePublish { get; set; }
 }

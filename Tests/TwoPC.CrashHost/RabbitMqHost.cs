@@ -6,6 +6,7 @@ using RabbitMQ.Client;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
 using TwoPC.Protocol;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 
 namespace TwoPC.CrashHost;
@@ -13,9 +14,13 @@ namespace TwoPC.CrashHost;
 /// <summary>
 /// The RabbitMQ crash scenarios.
 /// <list type="bullet">
-/// <item><c>mq-run --log DIR --db CONN --amqp URI --exchange EX --messages N [--crash-step STEP]</c>: one global
-/// transaction (an UPDATE of <c>items</c> row 1 and N staged messages), frozen at the step for the SIGKILL.</item>
-/// <item><c>mq-recover --log DIR --db CONN --amqp URI</c>: a new coordinator on the same log finishes what it finds.</item>
+/// <item><c>mq-run --log DIR --db CONN --amqp URI --exchange EX --messages N [--crash-step STEP] [--read-only]
+/// [--crash-before-publish K --queue Q]</c>: one global transaction (an UPDATE of <c>items</c> row 1, or with
+/// <c>--read-only</c> only a SELECT, and N staged messages), frozen at the step for the SIGKILL; with
+/// <c>--crash-before-publish</c> it freezes before handing message K to the broker, once messages 0..K-1 are in queue Q.
+/// Prints <c>TX id</c> when the transaction begins.</item>
+/// <item><c>mq-recover --log DIR --db CONN --amqp URI [--status ID]</c>: a new coordinator on the same log finishes
+/// what it finds, then (with <c>--status</c>) prints <c>STATUS state</c> for that transaction.</item>
 /// <item><c>inbox-consume --db CONN --amqp URI --queue Q [--crash-after-commit K]</c>: an inbox consumer recording each
 /// message's effect in <c>effects</c>; at the K-th message it freezes after the database commit and before the ack.</item>
 /// </list>
@@ -36,7 +41,32 @@ internal static class RabbitMqHost
     private static async Task<int> CoordinateAsync(string[] args, ConnectionFactory factory, NpgsqlDataSource database, ILoggerFactory loggerFactory)
     {
         using var postgres = await PostgresResourceManager.CreateAsync("mq-db", database, loggerFactory: loggerFactory);
-        await using var rabbit = await RabbitMqResourceManager.CreateAsync("mq-events", factory, loggerFactory: loggerFactory);
+        var publisher = new RabbitMqPublisherOptions();
+        if (NamedArguments.Optional(args, "--crash-before-publish") is { } k)
+        {
+            var index = int.Parse(k, System.Globalization.CultureInfo.InvariantCulture);
+            var queue = NamedArguments.Value(args, "--queue");
+            publisher.BeforePublish = async messageId =>
+            {
+                if (!messageId.EndsWith("." + k, StringComparison.Ordinal))
+                {
+                    return;
+                }
+
+                // Freeze only once the messages before it are confirmed and in the queue, so the crash splits the commit.
+                await using var probe = await factory.CreateConnectionAsync();
+                await using var channel = await probe.CreateChannelAsync();
+                while ((await channel.QueueDeclarePassiveAsync(queue)).MessageCount < index)
+                {
+                    await Task.Delay(50);
+                }
+
+                Output.Line($"CRASHPOINT BeforePublish {messageId}");
+                Thread.Sleep(Timeout.Infinite);
+            };
+        }
+
+        await using var rabbit = await RabbitMqResourceManager.CreateAsync("mq-events", factory, publisher, loggerFactory: loggerFactory);
         var options = new TransactionCoordinatorOptions
         {
             NodeId = "mq-crash",
@@ -70,12 +100,19 @@ internal static class RabbitMqHost
                 }
 
                 Output.Line("RECOVERED");
+                if (NamedArguments.Optional(args, "--status") is { } status)
+                {
+                    Output.Line($"STATUS {coordinator.GetStatus(GlobalTransactionId.Parse(status)).State}");
+                }
+
                 return 0;
             }
 
             var tx = coordinator.Begin();
+            Output.Line($"TX {tx.Id}");
             var branch = await postgres.EnlistAsync(tx);
-            await using (var update = new NpgsqlCommand("UPDATE items SET value = value + 1 WHERE id = 1", branch.Connection, branch.Transaction))
+            var sql = args.Contains("--read-only") ? "SELECT value FROM items WHERE id = 1" : "UPDATE items SET value = value + 1 WHERE id = 1";
+            await using (var update = new NpgsqlCommand(sql, branch.Connection, branch.Transaction))
             {
                 await update.ExecuteNonQueryAsync();
             }

@@ -44,7 +44,7 @@ internal sealed class MessagingWorld : IAsyncDisposable
 
     public string LogDirectory => _log.FullName;
 
-    public static async Task<MessagingWorld> CreateAsync(RabbitMqFixture fixture, RabbitMqServer? broker = null, Action<TransactionCoordinatorOptions>? configure = null)
+    public static async Task<MessagingWorld> CreateAsync(RabbitMqFixture fixture, RabbitMqServer? broker = null, Action<TransactionCoordinatorOptions>? configure = null, RabbitMqPublisherOptions? publisher = null)
     {
         broker ??= fixture.Broker;
         var connectionString = await fixture.CreateDatabaseAsync();
@@ -56,7 +56,7 @@ internal sealed class MessagingWorld : IAsyncDisposable
 
         var world = new MessagingWorld(broker, connectionString, database);
         world.Postgres = await PostgresResourceManager.CreateAsync("orders-db", database);
-        world.Rabbit = await RabbitMqResourceManager.CreateAsync("events", Factory(broker));
+        world.Rabbit = await RabbitMqResourceManager.CreateAsync("events", Factory(broker), publisher);
         world.Connection = await Factory(broker).CreateConnectionAsync();
         await using (var channel = await world.Connection.CreateChannelAsync())
         {

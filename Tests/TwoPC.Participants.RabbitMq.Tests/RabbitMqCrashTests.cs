@@ -49,6 +49,52 @@ public sealed class RabbitMqCrashTests(RabbitMqFixture fixture)
         }
     }
 
+    /// <summary>
+    /// Issue 10 item 1: the publishing branch is the only Yes (the PostgreSQL branch only reads). Its commit is
+    /// two separately confirmed publishes, so the decision must be logged: the coordinator is killed after the
+    /// first message is confirmed and before the second is handed to the broker, and the restarted one publishes
+    /// both (at least once). Without a decision record the second was never published and the status was Unknown.
+    /// </summary>
+    [Fact]
+    public async Task Item01_single_publishing_Yes_among_read_only_branches_killed_between_two_publishes_publishes_both_after_restart()
+    {
+        await using var world = await MessagingWorld.CreateAsync(fixture);
+        var log = Directory.CreateTempSubdirectory("twopc-mq-crash-").FullName;
+        try
+        {
+            string txId;
+            using (var run = CrashHostProcess.Start(["mq-run", "--log", log, "--db", world.ConnectionString, "--amqp", world.Broker.AmqpUri.ToString(), "--exchange", world.Exchange,
+                "--messages", "2", "--read-only", "--crash-before-publish", "1", "--queue", world.Queue]))
+            {
+                var line = await run.WaitForLineAsync(Wait, "CRASHPOINT", "DONE");
+                Assert.True(line?.StartsWith("CRASHPOINT", StringComparison.Ordinal) == true, run.Describe());
+                run.Kill();
+                await run.WaitForExitAsync(Wait);
+                txId = run.StdoutLines.Single(l => l.StartsWith("TX ", StringComparison.Ordinal))[3..];
+            }
+
+            // Half published: the first message is in the queue, the second never reached the broker.
+            Assert.Equal(["message 0"], (await world.DrainAsync()).Select(m => m.Body));
+
+            using (var recover = CrashHostProcess.Start(["mq-recover", "--log", log, "--db", world.ConnectionString, "--amqp", world.Broker.AmqpUri.ToString(), "--status", txId]))
+            {
+                var exit = await recover.WaitForExitAsync(Wait);
+                Assert.True(exit == 0 && recover.StdoutLines.Contains("RECOVERED"), recover.Describe());
+                Assert.True(recover.StdoutLines.Contains("STATUS Committed"), recover.Describe());
+            }
+
+            // At least once: the first message may come again (same id); the second must come.
+            var received = await world.DrainAsync();
+            Assert.Contains("message 1", received.Select(m => m.Body));
+            Assert.All(received, m => Assert.Contains("_" + txId + "_", m.MessageId, StringComparison.Ordinal));
+            Assert.Equal(0, await world.ValueAsync(1));
+        }
+        finally
+        {
+            Directory.Delete(log, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Consumer_killed_after_the_database_commit_before_the_ack_has_each_effect_once()
     {

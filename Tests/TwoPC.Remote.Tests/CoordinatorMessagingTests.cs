@@ -85,6 +85,34 @@ public sealed class CoordinatorMessagingTests(MessagingFixture fixture) : IClass
         Assert.Equal(HttpStatusCode.Conflict, late.StatusCode);
     }
 
+    /// <summary>
+    /// Issue 10 item 4: AMQP short strings are limited in bytes, not characters. 200 × "é" (plus one letter) is
+    /// 201 characters but 401 bytes; it used to pass, then block the commit forever.
+    /// </summary>
+    [Fact]
+    public async Task Item04_short_strings_over_255_bytes_of_UTF8_are_refused_and_the_transaction_still_commits()
+    {
+        await using var tx = await _client.BeginAsync();
+        var path = $"transactions/{tx.Id}/messages";
+
+        using var routingKey = await _client.Http.PostAsJsonAsync(path, new { exchange = Exchange, routingKey = "k" + new string('é', 200), body = 1 });
+        using var type = await _client.Http.PostAsJsonAsync(path, new { exchange = Exchange, routingKey = "x", type = new string('€', 86), body = 1 });
+        using var header = await _client.Http.PostAsJsonAsync(path, new { exchange = Exchange, routingKey = "x", body = 1, headers = new Dictionary<string, string> { [new string('ü', 128)] = "v" } });
+        using var exchange = await _client.Http.PostAsJsonAsync(path, new { exchange = new string('ß', 128), routingKey = "x", body = 1 });
+
+        foreach (var (what, response) in new[] { ("routing key", routingKey), ("type", type), ("header name", header), ("exchange", exchange) })
+        {
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{what}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.Contains("bytes", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        await tx.PublishAsync(Exchange, "order.placed", new { orderId = "o-ok" });
+        var outcome = await tx.CommitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal("Committed", outcome.Kind);
+        Assert.Single(await DrainAsync(expected: 1));
+    }
+
     private async Task<List<(string? MessageId, string Body, string? Type)>> DrainAsync(int expected = 0)
     {
         var messages = new List<(string? MessageId, string Body, string? Type)>();
