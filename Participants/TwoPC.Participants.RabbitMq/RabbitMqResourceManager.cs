@@ -484,7 +484,17 @@ public sealed class RabbitMqResourceManager : IResourceManager, IAsyncDisposable
                 await pooled.DisposeAsync().ConfigureAwait(false);
             }
 
-            var connection = await _broker.GetAsync(cancellationToken).ConfigureAwait(false);
+            IConnection connection;
+            try
+            {
+                connection = await _broker.GetAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested && !IsConnected)
+            {
+                // The call waited for the broker until its deadline: say so, and the coordinator tries again at once.
+                throw new ResourceUnavailableException($"The broker of resource manager '{Name}' is unreachable; waiting for its connection.", ex);
+            }
+
             return await connection.CreateChannelAsync(
                 new CreateChannelOptions(
                     publisherConfirmationsEnabled: true,

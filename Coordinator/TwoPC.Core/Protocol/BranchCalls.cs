@@ -109,6 +109,10 @@ internal sealed class BranchCalls
                 UseJitter = true,
                 Delay = options.RetryBaseDelay,
                 MaxDelay = options.RetryMaxDelay,
+
+                // A resource that waited out the whole call for its connection is retried at once (after the base
+                // delay): its next call waits for the connection again and goes out the moment it is back.
+                DelayGenerator = args => ValueTask.FromResult<TimeSpan?>(args.Outcome.Exception is ResourceUnavailableException ? options.RetryBaseDelay : null),
                 OnRetry = args =>
                 {
                     if (args.Context.Properties.TryGetValue(CallKey, out var call))
