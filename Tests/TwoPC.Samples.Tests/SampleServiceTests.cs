@@ -63,7 +63,9 @@ public sealed class SampleServiceTests(SampleServicesFixture services)
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Equal("RolledBack", outcome.Kind);
-        Assert.Contains(outcome.Branches, b => b.ResourceManager == "payments" && b.Outcome == "RolledBack");
+
+        // A lone remote branch is prepared like any other (issue 10, item 10), so its refusal shows as a No vote.
+        Assert.Contains(outcome.Branches, b => b.ResourceManager == "payments" && b.Vote == "No");
     }
 
     [Fact]
