@@ -286,12 +286,18 @@ public sealed class TwoPhaseCommitTests
     {
         var log = new InMemoryTransactionLog();
         var a = new ScriptedResourceManager("a");
-        var b = new ScriptedResourceManager("b") { Prepare = async (_, ct) => { await Task.Delay(Timeout.Infinite, ct); return Vote.Yes(); } };
+        var preparing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var b = new ScriptedResourceManager("b") { Prepare = async (_, ct) => { preparing.TrySetResult(); await Task.Delay(Timeout.Infinite, ct); return Vote.Yes(); } };
         await using var coordinator = await StartAsync(log, a, b);
-        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        using var cts = new CancellationTokenSource();
 
+        // Cancelled while b prepares (not on a timer: on a loaded machine a timer may fire before the commit starts,
+        // and a commit that was cancelled before it began finishes at once and returns its rollback).
         var tx = BeginWith(coordinator, a, b);
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => tx.CommitAsync(cts.Token));
+        var commit = tx.CommitAsync(cts.Token);
+        await preparing.Task;
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => commit);
 
         Assert.Equal(TransactionState.RolledBack, await WaitForEndAsync(coordinator, tx.Id));
         Assert.Empty(log.Records);
