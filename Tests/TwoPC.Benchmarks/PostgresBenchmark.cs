@@ -119,7 +119,7 @@ public static class PostgresBenchmark
         var ratio = at32.TwoPC.PerSecond / at32.Raw.PerSecond;
         var verdict = string.Create(CultureInfo.InvariantCulture,
             $"At 32 concurrent TwoPC runs at {ratio:F2} × raw 2PC (target ≥ 0.90: {(ratio >= 0.90 ? "met" : "NOT met")}) and {at32.TwoPC.PerSecond / at32.OnePhase.PerSecond:F2} × two non-atomic one-phase commits.")
-            + " Per branch TwoPC adds to raw 2PC: bounding lock waits by the deadline (SET LOCAL: one round trip, which also carries BEGIN), the marker row (in the same round trip as PREPARE TRANSACTION, written only if the branch wrote something), and one group-committed decision record per transaction in the coordinator's WAL.";
+            + " Per branch TwoPC adds to raw 2PC: bounding lock waits by the deadline (SET LOCAL: one round trip, which also carries BEGIN), reading the branch's transaction id (pg_current_xact_id_if_assigned(), in the same round trip as PREPARE TRANSACTION; no row is written), and one group-committed decision record per transaction in the coordinator's WAL.";
         Console.WriteLine(verdict);
         ResultsFile.Write("postgres.md", "PostgreSQL: two databases, one UPDATE each",
             $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- postgres {seconds.ToString(CultureInfo.InvariantCulture)}",
