@@ -65,9 +65,9 @@ public static class RemoteParticipantServiceCollectionExtensions
 
     internal static string? Validate(RemoteParticipantOptions o)
     {
-        if (string.IsNullOrEmpty(o.Name) || o.Name.Length > 64 || o.Name.Any(char.IsControl))
+        if (!ResourceManagerName.IsValid(o.Name))
         {
-            return "TwoPC:Participant:Name is required: 1-64 printable characters, stable across restarts.";
+            return $"TwoPC:Participant:Name is required: {ResourceManagerName.Rule}, stable across restarts.";
         }
 
         if (o.CoordinatorUrl is not { IsAbsoluteUri: true } c || (c.Scheme != Uri.UriSchemeHttp && c.Scheme != Uri.UriSchemeHttps))
