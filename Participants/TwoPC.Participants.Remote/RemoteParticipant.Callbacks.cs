@@ -29,14 +29,14 @@ public sealed partial class RemoteParticipant
         }
 
         // Not in memory (this process restarted, or the request failed before joining): PostgreSQL knows.
-        return await ResourceManager.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false)
+        return await Local.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false)
             ? Answer("prepare", xid, "Yes (found prepared)", Results.Ok(new PrepareCallbackResponse(CallbackVote.Yes)))
             : Answer("prepare", xid, "unknown branch", Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Not prepared", detail: $"Branch {xid} is not prepared here (its request failed or never finished)."));
     }
 
     internal async Task<IResult> OnCommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
-        var outcome = await ResourceManager.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        var outcome = await Local.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
         if (_branches.TryGetValue(xid.ToString(), out var branch))
         {
             Forget(branch);
@@ -62,7 +62,7 @@ public sealed partial class RemoteParticipant
             }
         }
 
-        var rolledBack = await ResourceManager.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        var rolledBack = await Local.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
         if (branch is not null)
         {
             Forget(branch);

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using TwoPC.Client;
-using TwoPC.Participants.PostgreSql;
 using TwoPC.Transactions;
 
 namespace TwoPC.Participants.Remote;
@@ -37,7 +36,7 @@ public sealed partial class RemoteParticipant
             throw new RemoteParticipantException(StatusCodes.Status400BadRequest, "Malformed transaction id", $"{TransactionIdFormatException.Sanitize(transactionId ?? string.Empty)} is not a global transaction id.");
         }
 
-        var rm = ResourceManager;
+        var local = Local;
         var activity = Source.StartActivity("twopc.remote.branch", ActivityKind.Internal);
         activity?.SetTag("twopc.transaction_id", id.ToString());
         activity?.SetTag("twopc.resource_manager", Options.Name);
@@ -71,10 +70,10 @@ public sealed partial class RemoteParticipant
         var xid = Xid.Parse(registered.Xid);
         var deadline = registered.Deadline ?? DateTimeOffset.UtcNow.AddMinutes(1);
         activity?.SetTag("twopc.xid", xid.ToString());
-        PostgresBranch pg;
+        ILocalBranch begun;
         try
         {
-            pg = await rm.BeginBranchAsync(xid, deadline, cancellationToken).ConfigureAwait(false);
+            begun = await local.BeginBranchAsync(xid, deadline, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -83,7 +82,7 @@ public sealed partial class RemoteParticipant
             throw;
         }
 
-        var branch = new RemoteBranch(this, id.ToString(), xid, deadline, pg, activity);
+        var branch = new RemoteBranch(this, id.ToString(), xid, deadline, begun, activity);
         _branches[xid.ToString()] = branch;
         Logger.Joined(branch.TransactionId, xid);
         return branch;

@@ -1,4 +1,3 @@
-using Npgsql;
 using TwoPC.Client;
 
 namespace TwoPC.Participants.Remote;
@@ -27,7 +26,7 @@ public sealed partial class RemoteParticipant
         var coordinatorNode = await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false);
         var results = new List<RemoteRecoveryResult>();
         var now = DateTimeOffset.UtcNow;
-        var found = await ResourceManager.RecoverAsync(cancellationToken).ConfigureAwait(false);
+        var found = await Local.RecoverAsync(cancellationToken).ConfigureAwait(false);
         var prepared = found.Select(b => b.Xid.ToString()).ToHashSet(StringComparer.Ordinal);
         foreach (var warned in _otherNodeWarned.Keys)
         {
@@ -95,10 +94,10 @@ public sealed partial class RemoteParticipant
                 switch (action)
                 {
                     case RemoteRecoveryAction.Committed:
-                        await ResourceManager.CommitAsync(xid, default, cancellationToken).ConfigureAwait(false);
+                        await Local.CommitAsync(xid, default, cancellationToken).ConfigureAwait(false);
                         break;
                     case RemoteRecoveryAction.RolledBack:
-                        await ResourceManager.RollbackAsync(xid, default, cancellationToken).ConfigureAwait(false);
+                        await Local.RollbackAsync(xid, default, cancellationToken).ConfigureAwait(false);
                         break;
                     default:
                         if (status.State == TransactionStateDto.Heuristic)
@@ -118,7 +117,7 @@ public sealed partial class RemoteParticipant
 
                 results.Add(new RemoteRecoveryResult(xid, stateName, action));
             }
-            catch (Exception ex) when (ex is HttpRequestException or TwoPCApiException or NpgsqlException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when ((ex is HttpRequestException or TwoPCApiException or TaskCanceledException || Local.IsResourceFailure(ex)) && !cancellationToken.IsCancellationRequested)
             {
                 Logger.RecoveryBranchFailed(ex, Options.Name, xid);
                 results.Add(new RemoteRecoveryResult(xid, "Unreachable", RemoteRecoveryAction.LeftAlone));

@@ -1,12 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Net;
-using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Npgsql;
 using TwoPC.Client;
 using TwoPC.Diagnostics;
 using TwoPC.Participants.PostgreSql;
@@ -28,27 +25,20 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
 
     private static readonly ActivitySource Source = new(TwoPCTelemetry.ActivitySourceName);
     private readonly ConcurrentDictionary<string, RemoteBranch> _branches = new(StringComparer.Ordinal);
-    private readonly Func<IServiceProvider, NpgsqlDataSource> _dataSource;
-    private readonly IServiceProvider _services;
-    private readonly ILoggerFactory _loggers;
-    private readonly IMeterFactory? _meterFactory;
+    private readonly Func<CancellationToken, Task<ILocalResource>> _createLocal;
     private readonly ConcurrentDictionary<string, byte> _otherNodeWarned = new(StringComparer.Ordinal);
-    private PostgresResourceManager? _resourceManager;
+    private ILocalResource? _local;
 
     internal RemoteParticipant(
         IOptions<RemoteParticipantOptions> options,
         TwoPCClient coordinator,
-        Func<IServiceProvider, NpgsqlDataSource> dataSource,
-        IServiceProvider services,
+        Func<CancellationToken, Task<ILocalResource>> createLocal,
         ILoggerFactory loggers,
         IMeterFactory? meterFactory)
     {
         Options = options.Value;
         Coordinator = coordinator;
-        _dataSource = dataSource;
-        _services = services;
-        _loggers = loggers;
-        _meterFactory = meterFactory;
+        _createLocal = createLocal;
         Logger = loggers.CreateLogger("TwoPC.Participants.Remote");
         Metrics = new RemoteParticipantMetrics(Options.Name, meterFactory);
     }
@@ -61,7 +51,7 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
 
     /// <summary>The PostgreSQL resource manager (available once the host has started).</summary>
     public PostgresResourceManager ResourceManager =>
-        _resourceManager ?? throw new InvalidOperationException("The remote participant starts with the host; use it after startup.");
+        Local is PostgresLocalResource pg ? pg.ResourceManager : throw new NotSupportedException("The participant's local resource is not PostgreSQL.");
 
     /// <summary>Branches whose request is still working or preparing.</summary>
     public int InFlightBranches => _branches.Values.Count(b => b.IsInFlight);
@@ -70,10 +60,14 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
 
     internal RemoteParticipantMetrics Metrics { get; }
 
+    /// <summary>The database the branches run in (available once the host has started).</summary>
+    internal ILocalResource Local =>
+        _local ?? throw new InvalidOperationException("The remote participant starts with the host; use it after startup.");
+
     /// <summary>Creates the resource manager (fails fast when <c>max_prepared_transactions</c> is 0).</summary>
     internal async Task StartAsync(CancellationToken cancellationToken)
     {
-        _resourceManager = await PostgresResourceManager.CreateAsync(Options.Name, _dataSource(_services), loggerFactory: _loggers, meterFactory: _meterFactory, cancellationToken: cancellationToken).ConfigureAwait(false);
+        _local = await _createLocal(cancellationToken).ConfigureAwait(false);
         Logger.Ready(Options.Name, Options.CoordinatorUrl!, Options.CallbackUrl!);
     }
 
@@ -82,7 +76,7 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
-        _resourceManager?.Dispose();
+        _local?.Dispose();
         Metrics.Dispose();
         return ValueTask.CompletedTask;
     }
