@@ -87,7 +87,7 @@ internal static class TxCommands
         {
             var result = await client.ForceCommitAsync(parse.GetValue(xid)!, parse.GetValue(resourceManager)!, parse.GetValue(overrideAbort), token).ConfigureAwait(false);
             TxReport.WriteForced(result, parse.GetValue(json), output);
-            return result.Outcome == "Committed" ? ExitOk : ExitRefusedOrNotFound;
+            return result.Outcome == BranchOutcomeDto.Committed ? ExitOk : ExitRefusedOrNotFound;
         }, ct));
 
         var forceRollback = new Command("force-rollback", "Rolls back one in-doubt branch by hand. Refused when its transaction has a commit decision on record (logged, committing or committed) or is still live.");
@@ -97,7 +97,7 @@ internal static class TxCommands
         {
             var result = await client.ForceRollbackAsync(parse.GetValue(xid)!, parse.GetValue(resourceManager)!, token).ConfigureAwait(false);
             TxReport.WriteForced(result, parse.GetValue(json), output);
-            return result.Outcome == "RolledBack" ? ExitOk : ExitRefusedOrNotFound;
+            return result.Outcome == BranchOutcomeDto.RolledBack ? ExitOk : ExitRefusedOrNotFound;
         }, ct));
 
         var forget = new Command("forget", "Forgets the heuristic outcome of a transaction once you have dealt with it (exit 1 when none is on record).");

@@ -44,9 +44,9 @@ internal static class TxReport
                 heuristics.Select(h => new[]
                 {
                     h.TransactionId,
-                    h.Kind,
+                    h.Kind.ToString(),
                     Instant(h.RecordedAt),
-                    string.Join(", ", h.Branches.Select(b => $"{b.ResourceManager}:{b.Outcome ?? "unknown"}")),
+                    string.Join(", ", h.Branches.Select(b => $"{b.ResourceManager}:{b.Outcome?.ToString() ?? "unknown"}")),
                     h.Reason,
                 }));
         }
@@ -61,7 +61,7 @@ internal static class TxReport
         }
 
         output.WriteLine($"Transaction  {status.Id}");
-        output.WriteLine($"State        {status.State}{(status.State == "Unknown" ? " (no record: under presumed abort, not committed)" : string.Empty)}");
+        output.WriteLine($"State        {status.State}{(status.State == TransactionStateDto.Unknown ? " (no record: under presumed abort, not committed)" : string.Empty)}");
         output.WriteLine($"Deadline     {(status.Deadline is { } deadline ? Instant(deadline) : "-")}");
         if (status.Outcome is { } outcome)
         {
@@ -80,7 +80,7 @@ internal static class TxReport
         InspectionReport.WriteTable(
             output,
             ["Resource manager", "Xid", "Vote", "Outcome"],
-            branches.Select(b => new[] { b.ResourceManager, b.Xid, b.Vote ?? "-", b.Outcome ?? "-" }));
+            branches.Select(b => new[] { b.ResourceManager, b.Xid, b.Vote?.ToString() ?? "-", b.Outcome?.ToString() ?? "-" }));
     }
 
     public static void WriteForced(ForcedBranchDto result, bool asJson, TextWriter output)

@@ -23,10 +23,10 @@ public sealed record RegisterBranchRequest(string? ResourceManager, string? Call
 public sealed record RegisterBranchResponse(string Xid, DateTimeOffset? Deadline = null);
 
 /// <summary>One branch of an outcome.</summary>
-public sealed record BranchDto(string ResourceManager, string Xid, string? Vote, string? Outcome);
+public sealed record BranchDto(string ResourceManager, string Xid, BranchVoteDto? Vote, BranchOutcomeDto? Outcome);
 
 /// <summary>The outcome of a transaction (<c>Kind</c>: Committed, RolledBack, HeuristicCommit, HeuristicRollback, HeuristicMixed, HeuristicHazard).</summary>
-public sealed record OutcomeDto(string Kind, string? Reason, IReadOnlyList<BranchDto> Branches);
+public sealed record OutcomeDto(OutcomeKindDto Kind, string? Reason, IReadOnlyList<BranchDto> Branches);
 
 /// <summary>
 /// What the coordinator knows about a transaction. <c>State</c> is Active, Preparing, Committing (the
@@ -34,13 +34,13 @@ public sealed record OutcomeDto(string Kind, string? Reason, IReadOnlyList<Branc
 /// presumed abort, not committed). <c>Branches</c> lists the branches of a transaction that is live in the
 /// coordinator (vote and outcome filled in during phase 2); otherwise it is absent and <c>Outcome</c> has them.
 /// </summary>
-public sealed record TransactionStatusDto(string Id, string State, DateTimeOffset? Deadline, OutcomeDto? Outcome, IReadOnlyList<BranchDto>? Branches = null);
+public sealed record TransactionStatusDto(string Id, TransactionStateDto State, DateTimeOffset? Deadline, OutcomeDto? Outcome, IReadOnlyList<BranchDto>? Branches = null);
 
 /// <summary>One branch of a heuristic outcome.</summary>
-public sealed record HeuristicBranchDto(string ResourceManager, string Xid, string? Outcome);
+public sealed record HeuristicBranchDto(string ResourceManager, string Xid, BranchOutcomeDto? Outcome);
 
 /// <summary>A heuristic outcome waiting for an operator.</summary>
-public sealed record HeuristicDto(string TransactionId, DateTimeOffset RecordedAt, string Kind, string Reason, IReadOnlyList<HeuristicBranchDto> Branches);
+public sealed record HeuristicDto(string TransactionId, DateTimeOffset RecordedAt, OutcomeKindDto Kind, string Reason, IReadOnlyList<HeuristicBranchDto> Branches);
 
 /// <summary>One in-doubt branch seen by a recovery pass.</summary>
 public sealed record InDoubtDto(string ResourceManager, string Xid, string Resolution, double AgeSeconds);
@@ -73,4 +73,4 @@ public sealed record InDoubtBranchDto(string? TransactionId, string ResourceMana
 /// <param name="Xid">The branch's XID.</param>
 /// <param name="Outcome">What the resource reports became of the branch: Committed, RolledBack, Mixed or Unknown.</param>
 /// <param name="Message">One line for the operator.</param>
-public sealed record ForcedBranchDto(string Action, string ResourceManager, string Xid, string Outcome, string Message);
+public sealed record ForcedBranchDto(string Action, string ResourceManager, string Xid, BranchOutcomeDto Outcome, string Message);

@@ -3,11 +3,17 @@ using System.Text.Json;
 
 namespace TwoPC.Client;
 
-/// <summary>The header that carries the global transaction id from the calling service to its branch services.</summary>
+/// <summary>The headers of the contract: the transaction id sent to branch services, the callback key sent to participants.</summary>
 public static class TwoPCHeaders
 {
     /// <summary><c>TwoPC-Transaction-Id</c>: the global transaction a branch request belongs to.</summary>
     public const string TransactionId = "TwoPC-Transaction-Id";
+
+    /// <summary>
+    /// <c>TwoPC-Callback-Key</c>: the shared key the coordinator sends on every callback (its <c>Coordinator:CallbackKey</c>)
+    /// and a participant requires (its <c>TwoPC:Participant:CallbackKey</c>).
+    /// </summary>
+    public const string CallbackKey = "TwoPC-Callback-Key";
 }
 
 /// <summary>
@@ -26,12 +32,12 @@ public sealed class TwoPCClient(HttpClient http)
     /// <param name="timeout">How long until the coordinator rolls it back; its default when omitted.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <exception cref="TwoPCApiException">The coordinator refused (for example 503 while it recovers).</exception>
-    public async Task<RemoteTransaction> BeginAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public async Task<CoordinatorTransaction> BeginAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var request = new BeginTransactionRequest(timeout?.TotalSeconds);
         using var response = await Http.PostAsJsonAsync("transactions", request, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
         var begun = await ReadAsync<BeginTransactionResponse>(response, cancellationToken).ConfigureAwait(false);
-        return new RemoteTransaction(this, begun.Id, begun.Deadline);
+        return new CoordinatorTransaction(this, begun.Id, begun.Deadline);
     }
 
     /// <summary>What the coordinator knows of transaction <paramref name="id"/> (<c>Unknown</c>: no record, so not committed).</summary>
@@ -100,73 +106,11 @@ public sealed class TwoPCClient(HttpClient http)
     }
 }
 
-/// <summary>
-/// A global transaction begun through <see cref="TwoPCClient.BeginAsync"/>. Disposing it without
-/// <see cref="CommitAsync"/> rolls it back (best effort: the coordinator's deadline rolls it back anyway).
-/// </summary>
-public sealed class RemoteTransaction : IAsyncDisposable
-{
-    private readonly TwoPCClient _client;
-    private int _finished;
-
-    internal RemoteTransaction(TwoPCClient client, string id, DateTimeOffset deadline)
-    {
-        _client = client;
-        Id = id;
-        Deadline = deadline;
-    }
-
-    /// <summary>The global transaction id; send it to branch services in <see cref="TwoPCHeaders.TransactionId"/>.</summary>
-    public string Id { get; }
-
-    /// <summary>When the coordinator rolls it back if it has not committed.</summary>
-    public DateTimeOffset Deadline { get; }
-
-    /// <summary>Stages a message published if and only if this transaction commits (see <see cref="TwoPCClient.PublishAsync"/>).</summary>
-    public Task<PublishMessageResponse> PublishAsync<T>(string exchange, string routingKey, T body, string? type = null, IReadOnlyDictionary<string, string>? headers = null, CancellationToken cancellationToken = default) =>
-        _client.PublishAsync(Id, exchange, routingKey, body, type, headers, cancellationToken);
-
-    /// <summary>Commits (see <see cref="TwoPCClient.CommitAsync"/>).</summary>
-    public Task<OutcomeDto> CommitAsync(CancellationToken cancellationToken = default)
-    {
-        Interlocked.Exchange(ref _finished, 1);
-        return _client.CommitAsync(Id, cancellationToken);
-    }
-
-    /// <summary>Rolls back (see <see cref="TwoPCClient.RollbackAsync"/>).</summary>
-    public Task<OutcomeDto> RollbackAsync(CancellationToken cancellationToken = default)
-    {
-        Interlocked.Exchange(ref _finished, 1);
-        return _client.RollbackAsync(Id, cancellationToken);
-    }
-
-    /// <summary>Rolls back unless <see cref="CommitAsync"/> or <see cref="RollbackAsync"/> was called.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _finished, 1) != 0)
-        {
-            return;
-        }
-
-        try
-        {
-            await _client.RollbackAsync(Id).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is HttpRequestException or TwoPCApiException or TaskCanceledException)
-        {
-            // The coordinator rolls the transaction back at its deadline.
-        }
-    }
-
-    /// <inheritdoc />
-    public override string ToString() => Id;
-}
-
 /// <summary>Calls branch services inside a global transaction.</summary>
 public static class HttpClientTransactionExtensions
 {
     /// <summary>Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>.</summary>
-    public static Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, RemoteTransaction transaction, CancellationToken cancellationToken = default)
+    public static Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(request);
@@ -177,7 +121,7 @@ public static class HttpClientTransactionExtensions
     }
 
     /// <summary>POSTs <paramref name="body"/> as JSON to a branch service inside <paramref name="transaction"/>.</summary>
-    public static async Task<HttpResponseMessage> PostInTransactionAsync<T>(this HttpClient http, string requestUri, T body, RemoteTransaction transaction, CancellationToken cancellationToken = default)
+    public static async Task<HttpResponseMessage> PostInTransactionAsync<T>(this HttpClient http, string requestUri, T body, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, requestUri) { Content = JsonContent.Create(body, options: TwoPCJson.Options) };
         return await http.SendInTransactionAsync(request, transaction, cancellationToken).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using TwoPC.Client;
 using TwoPC.Hosting;
 
 namespace TwoPC.Coordinator.Server;
@@ -9,7 +10,7 @@ public static class CoordinatorServer
     public const string ParticipantClientName = "twopc-participants";
 
     /// <summary>The header carrying <c>Coordinator:CallbackKey</c> on every call to a participant.</summary>
-    public const string CallbackKeyHeader = "TwoPC-Callback-Key";
+    public const string CallbackKeyHeader = TwoPCHeaders.CallbackKey;
 
     /// <summary>
     /// Builds the application from <paramref name="args"/> (appsettings.json, environment, command line):
@@ -41,7 +42,7 @@ public static class CoordinatorServer
         // Remote participants named here are registered before recovery, so logged decisions reach them after a restart.
         foreach (var name in server.GetSection("RemoteResourceManagers").Get<string[]>() ?? [])
         {
-            builder.AddResourceManager((sp, _) => Task.FromResult(new RemoteResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
+            builder.AddResourceManager((sp, _) => Task.FromResult(new HttpParticipantResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
         }
 
         // Any other name a logged decision names is a remote participant too: its recovery data is the callback

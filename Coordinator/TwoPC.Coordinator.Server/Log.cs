@@ -1,3 +1,5 @@
+using TwoPC.Client;
+
 namespace TwoPC.Coordinator.Server;
 
 /// <summary>Admin actions (event ids 6000-6099).</summary>
@@ -22,7 +24,7 @@ internal static partial class Log
     public static partial void AdminListedInDoubt(ILogger logger, int count);
 
     [LoggerMessage(EventId = 6006, Level = LogLevel.Warning, Message = "Admin forced {Action} of branch {Xid} in {ResourceManager}: {Outcome}")]
-    public static partial void AdminForcedBranch(ILogger logger, string action, string xid, string resourceManager, string outcome);
+    public static partial void AdminForcedBranch(ILogger logger, string action, string xid, string resourceManager, BranchOutcomeDto outcome);
 
     [LoggerMessage(EventId = 6007, Level = LogLevel.Warning, Message = "Admin's forced {Action} of branch {Xid} in {ResourceManager} refused ({Status}): {Reason}")]
     public static partial void AdminForceRefused(ILogger logger, string action, string xid, string resourceManager, int status, string reason);

@@ -13,7 +13,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
 {
     private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _live = new();
     private readonly Lock _registering = new();
-    private readonly ConcurrentDictionary<string, RemoteResourceManager> _remotes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, HttpParticipantResourceManager> _remotes = new(StringComparer.Ordinal);
     private long _lastPrune;
 
     /// <summary>The coordinator.</summary>
@@ -40,7 +40,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     /// </summary>
     /// <exception cref="InvalidOperationException">A resource manager of another kind has that name.</exception>
     /// <exception cref="ArgumentException">The name is invalid.</exception>
-    public RemoteResourceManager GetOrRegisterRemote(string name)
+    public HttpParticipantResourceManager GetOrRegisterRemote(string name)
     {
         // Every branch registration comes here: known names are answered without the lock or a scan.
         if (_remotes.TryGetValue(name, out var known))
@@ -51,7 +51,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
         lock (_registering)
         {
             var existing = coordinator.ResourceManagers.FirstOrDefault(r => string.Equals(r.Name, name, StringComparison.Ordinal));
-            if (existing is RemoteResourceManager remote)
+            if (existing is HttpParticipantResourceManager remote)
             {
                 _remotes[name] = remote;
                 return remote;
@@ -62,7 +62,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
                 throw new InvalidOperationException($"Resource manager '{name}' is registered and is not a remote participant.");
             }
 
-            var created = new RemoteResourceManager(name, httpClientFactory);
+            var created = new HttpParticipantResourceManager(name, httpClientFactory);
             coordinator.RegisterResourceManager(created);
             _remotes[name] = created;
             return created;

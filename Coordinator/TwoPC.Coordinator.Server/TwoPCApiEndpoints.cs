@@ -107,12 +107,12 @@ public static class TwoPCApiEndpoints
         }
 
         var name = body.Value!.ResourceManager;
-        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        if (!ResourceManagerName.IsValid(name))
         {
-            return BadRequest("resourceManager must be 1-64 printable characters.");
+            return BadRequest($"resourceManager must be {ResourceManagerName.Rule}.");
         }
 
-        if (!RemoteResourceManager.TryParseCallbackUrl(body.Value.CallbackUrl, out var callbackUrl))
+        if (!HttpParticipantResourceManager.TryParseCallbackUrl(body.Value.CallbackUrl, out var callbackUrl))
         {
             return BadRequest("callbackUrl must be an absolute http or https URL without query, fragment or credentials.");
         }
@@ -127,7 +127,7 @@ public static class TwoPCApiEndpoints
             return NotOpen(registry, txId);
         }
 
-        RemoteResourceManager rm;
+        HttpParticipantResourceManager rm;
         try
         {
             rm = registry.GetOrRegisterRemote(name);
@@ -254,10 +254,10 @@ public static class TwoPCApiEndpoints
         }
 
         var name = body.Value!.ResourceManager;
-        if (string.IsNullOrEmpty(name) || name.Length > 64 || name.Any(char.IsControl))
+        if (!ResourceManagerName.IsValid(name))
         {
             Log.AdminBadRequest(logger, path, "resourceManager missing or invalid");
-            return BadRequest("resourceManager must be 1-64 printable characters.");
+            return BadRequest($"resourceManager must be {ResourceManagerName.Rule}.");
         }
 
         // Only resource managers the coordinator knows (configured, used since start, or named by a logged decision or a

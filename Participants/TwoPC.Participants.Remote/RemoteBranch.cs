@@ -16,27 +16,25 @@ namespace TwoPC.Participants.Remote;
 public sealed class RemoteBranch : IAsyncDisposable
 {
     private readonly RemoteParticipant _participant;
-    private readonly PostgresBranch? _pg;
+    private readonly ILocalBranch? _local;
     private readonly Lock _lock = new();
 
     // Held while the session is ended from another connection and while the request's thread releases the branch's
     // connection: the backend pid stays this branch's (not a pooled connection reused by another request) while it is
     // terminated.
     private readonly SemaphoreSlim _session = new(1, 1);
-    private readonly int _sessionPid;
     private BranchState _state = BranchState.Working;
     private Vote? _vote;
     private bool _sessionToEnd;
     private bool _connectionReleased;
     private int _disposed;
 
-    internal RemoteBranch(RemoteParticipant participant, string transactionId, Xid xid, DateTimeOffset deadline, PostgresBranch? branch, Activity? activity)
+    internal RemoteBranch(RemoteParticipant participant, string transactionId, Xid xid, DateTimeOffset deadline, ILocalBranch? branch, Activity? activity)
     {
         _participant = participant;
-        _pg = branch;
 
-        // Read on the request's thread, where the branch begins: the coordinator's rollback never touches the connection.
-        _sessionPid = branch?.Connection.ProcessID ?? 0;
+        // Begun on the request's thread, which read the session id there: the coordinator's rollback never touches the connection.
+        _local = branch;
         TransactionId = transactionId;
         Xid = xid;
         Deadline = deadline;
@@ -66,8 +64,10 @@ public sealed class RemoteBranch : IAsyncDisposable
     /// <summary>The branch's PostgreSQL transaction on <see cref="Connection"/>.</summary>
     public NpgsqlTransaction Transaction => Pg.Transaction;
 
-    // A request refused at join gets a branch without PostgreSQL work; its handler never runs.
-    private PostgresBranch Pg => _pg ?? throw new InvalidOperationException("This request did not join a transaction.");
+    // A request refused at join gets a branch without local work; its handler never runs.
+    private ILocalBranch Local => _local ?? throw new InvalidOperationException("This request did not join a transaction.");
+
+    private PostgresBranch Pg => Local is PostgresLocalBranch pg ? pg.Branch : throw new NotSupportedException("The branch's local resource is not PostgreSQL.");
 
     /// <summary>The vote, once prepared.</summary>
     public Vote? Vote => _vote;
@@ -105,7 +105,7 @@ public sealed class RemoteBranch : IAsyncDisposable
         Vote vote;
         try
         {
-            vote = await Pg.PrepareAsync(cancellationToken).ConfigureAwait(false);
+            vote = await Local.PrepareAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -151,14 +151,14 @@ public sealed class RemoteBranch : IAsyncDisposable
             return;
         }
 
-        if (_pg is not null)
+        if (_local is not null)
         {
             // The request's own thread cleans up its connection, after any termination of its session has finished.
             await _session.WaitAsync().ConfigureAwait(false);
             try
             {
                 _connectionReleased = true;
-                await _pg.DisposeAsync().ConfigureAwait(false);
+                await _local.DisposeAsync().ConfigureAwait(false);
             }
             finally
             {
@@ -226,9 +226,9 @@ public sealed class RemoteBranch : IAsyncDisposable
         return (false, BranchOutcome.RolledBack);
     }
 
-    // pg_terminate_backend from a connection of its own. A failure throws (the coordinator asks again, and the
-    // termination is retried); the branch can no longer prepare either way, and a request that ends first has rolled
-    // its transaction back itself when it released the connection.
+    // The local resource ends the session from a connection of its own (PostgreSQL: pg_terminate_backend). A failure
+    // throws (the coordinator asks again, and the termination is retried); the branch can no longer prepare either way,
+    // and a request that ends first has rolled its transaction back itself when it released the connection.
     private async Task EndSessionAsync(CancellationToken cancellationToken)
     {
         await _session.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -242,13 +242,10 @@ public sealed class RemoteBranch : IAsyncDisposable
                 }
             }
 
-            if (!_connectionReleased)
+            if (!_connectionReleased && _local is not null)
             {
-                await using var other = await _participant.ResourceManager.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-                await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", other);
-                terminate.Parameters.AddWithValue(_sessionPid);
-                await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                _participant.Logger.SessionTerminated(Xid, _sessionPid);
+                await _local.TerminateSessionAsync(cancellationToken).ConfigureAwait(false);
+                _participant.Logger.SessionTerminated(Xid, _local.SessionId);
             }
 
             lock (_lock)

@@ -15,7 +15,7 @@ namespace TwoPC.Participants.Remote;
 public static class RemoteParticipantEndpoints
 {
     /// <summary>The header carrying the coordinator's callback key (<see cref="RemoteParticipantOptions.CallbackKey"/>).</summary>
-    public const string CallbackKeyHeader = "TwoPC-Callback-Key";
+    public const string CallbackKeyHeader = TwoPCHeaders.CallbackKey;
 
     internal const string BranchKey = "TwoPC.RemoteBranch";
     internal const string RefusalKey = "TwoPC.RemoteBranch.Refusal";

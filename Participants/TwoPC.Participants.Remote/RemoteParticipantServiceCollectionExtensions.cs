@@ -49,13 +49,20 @@ public static class RemoteParticipantServiceCollectionExtensions
             client.Timeout = o.CoordinatorCallTimeout;
         });
         services.AddTwoPCClientCore();
-        services.AddSingleton(sp => new RemoteParticipant(
-            sp.GetRequiredService<IOptions<RemoteParticipantOptions>>(),
-            sp.GetRequiredService<TwoPCClient>(),
-            dataSource,
-            sp,
-            sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetService<IMeterFactory>()));
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<RemoteParticipantOptions>>();
+            var loggers = sp.GetRequiredService<ILoggerFactory>();
+            var meters = sp.GetService<IMeterFactory>();
+
+            // PostgreSQL is the participant's local resource (ILocalResource is the seam for another database).
+            return new RemoteParticipant(
+                options,
+                sp.GetRequiredService<TwoPCClient>(),
+                ct => PostgresLocalResource.CreateAsync(options.Value.Name, dataSource(sp), loggers, meters, ct),
+                loggers,
+                meters);
+        });
         services.AddHostedService<RemoteParticipantService>();
         return services;
     }
@@ -65,9 +72,9 @@ public static class RemoteParticipantServiceCollectionExtensions
 
     internal static string? Validate(RemoteParticipantOptions o)
     {
-        if (string.IsNullOrEmpty(o.Name) || o.Name.Length > 64 || o.Name.Any(char.IsControl))
+        if (!ResourceManagerName.IsValid(o.Name))
         {
-            return "TwoPC:Participant:Name is required: 1-64 printable characters, stable across restarts.";
+            return $"TwoPC:Participant:Name is required: {ResourceManagerName.Rule}, stable across restarts.";
         }
 
         if (o.CoordinatorUrl is not { IsAbsoluteUri: true } c || (c.Scheme != Uri.UriSchemeHttp && c.Scheme != Uri.UriSchemeHttps))

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Dapper;
 using RabbitMQ.Client;
+using TwoPC.Client;
 
 namespace TwoPC.Samples.Demo;
 
@@ -139,17 +140,17 @@ internal sealed class Scenarios(DemoEnvironment env, Narrator say, Invariants in
         // The databases settle first; the coordinator reports Committed once every branch (the re-published event too) acknowledged.
         var status = answer.TransactionId is null ? null : await env.CoordinatorClient.GetStatusAsync(answer.TransactionId, cancellationToken);
         var statusClock = Stopwatch.StartNew();
-        while (answer.TransactionId is not null && status?.State == "Committing" && statusClock.Elapsed < TimeSpan.FromSeconds(30))
+        while (answer.TransactionId is not null && status?.State == TransactionStateDto.Committing && statusClock.Elapsed < TimeSpan.FromSeconds(30))
         {
             await Task.Delay(100, cancellationToken);
             status = await env.CoordinatorClient.GetStatusAsync(answer.TransactionId, cancellationToken);
         }
 
-        say.Story($"Recovered in {clock.Elapsed.TotalSeconds:0.0} s; the coordinator now reports transaction {answer.TransactionId}: {status?.State ?? "?"}.");
+        say.Story($"Recovered in {clock.Elapsed.TotalSeconds:0.0} s; the coordinator now reports transaction {answer.TransactionId}: {status?.State.ToString() ?? "?"}.");
         await QuoteAsync(mark, answer, cancellationToken, "re-driving");
         settled.Print(say, crashed);
         say.Expect(answer is { Status: 502, Outcome: "Unknown" }, "the order service could not learn the outcome from the dead coordinator (502 Unknown)", answer.ToString());
-        say.Expect(status?.State == "Committed", "after recovery the coordinator reports the transaction Committed", status?.State);
+        say.Expect(status?.State == TransactionStateDto.Committed, "after recovery the coordinator reports the transaction Committed", status?.State.ToString());
         say.Expect(settled.Payments.Count(p => p.OrderId == orderId) == 1 && settled.Orders.Count(o => o.OrderId == orderId) == 1,
             "order and payment each committed exactly once");
         say.Expect(settled.Wallets["carol"] == before.Wallets["carol"] - 8m && settled.Stock["mug"] == before.Stock["mug"] - 1, "8.00 left carol's wallet and one mug the stock");

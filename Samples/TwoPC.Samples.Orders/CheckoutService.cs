@@ -30,7 +30,7 @@ internal sealed class CheckoutService(RemoteParticipant participant, IHttpClient
     {
         var orderId = "ord-" + Guid.NewGuid().ToString("N")[..12];
         var coordinator = new TwoPCClient(httpClients.CreateClient(CoordinatorClient));
-        RemoteTransaction tx;
+        CoordinatorTransaction tx;
         try
         {
             tx = await coordinator.BeginAsync(_timeout, cancellationToken);
@@ -98,23 +98,25 @@ internal sealed class CheckoutService(RemoteParticipant participant, IHttpClient
                 return new CheckoutResult(orderId, tx.Id, CheckoutOutcomes.Unknown, $"the coordinator did not answer the commit ({ex.Message}); its log decides: GET /transactions/{tx.Id} there", staged.MessageId);
             }
 
+            // The sample's answer carries the coordinator's word for the outcome (CheckoutOutcomes names the same text).
+            var kind = outcome.Kind.ToString();
             switch (outcome.Kind)
             {
-                case CheckoutOutcomes.Committed:
+                case OutcomeKindDto.Committed:
                     _log.Committed(orderId, tx.Id);
-                    return new CheckoutResult(orderId, tx.Id, outcome.Kind, null, staged.MessageId);
-                case CheckoutOutcomes.RolledBack:
+                    return new CheckoutResult(orderId, tx.Id, kind, null, staged.MessageId);
+                case OutcomeKindDto.RolledBack:
                     _log.RolledBack(orderId, tx.Id, outcome.Reason ?? "rolled back");
-                    return new CheckoutResult(orderId, tx.Id, outcome.Kind, outcome.Reason, null);
+                    return new CheckoutResult(orderId, tx.Id, kind, outcome.Reason, null);
                 default:
-                    _log.Heuristic(orderId, tx.Id, outcome.Kind, outcome.Reason);
-                    return new CheckoutResult(orderId, tx.Id, outcome.Kind, outcome.Reason, staged.MessageId);
+                    _log.Heuristic(orderId, tx.Id, kind, outcome.Reason);
+                    return new CheckoutResult(orderId, tx.Id, kind, outcome.Reason, staged.MessageId);
             }
         }
     }
 
     /// <returns>Why the order cannot be placed, or <see langword="null"/> when the branch is prepared.</returns>
-    private async Task<string?> PlaceOrderAsync(RemoteTransaction tx, string orderId, CheckoutRequest request, CancellationToken cancellationToken)
+    private async Task<string?> PlaceOrderAsync(CoordinatorTransaction tx, string orderId, CheckoutRequest request, CancellationToken cancellationToken)
     {
         RemoteBranch branch;
         try
@@ -171,7 +173,7 @@ internal sealed class CheckoutService(RemoteParticipant participant, IHttpClient
         return vote.Kind == VoteKind.No ? "the orders branch voted no: " + vote.Reason : null;
     }
 
-    private async Task<CheckoutResult> RollBackAsync(RemoteTransaction tx, string orderId, string reason)
+    private async Task<CheckoutResult> RollBackAsync(CoordinatorTransaction tx, string orderId, string reason)
     {
         try
         {

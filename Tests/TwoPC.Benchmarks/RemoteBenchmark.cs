@@ -69,7 +69,7 @@ public static class RemoteBenchmark
             await using var tx = await client.BeginAsync();
             await Task.WhenAll(PostAsync(http, urls[0], "entries", tx), PostAsync(http, urls[1], "entries", tx));
             var outcome = await tx.CommitAsync();
-            if (outcome.Kind != "Committed")
+            if (outcome.Kind != OutcomeKindDto.Committed)
             {
                 throw new InvalidOperationException($"remote benchmark transaction ended {outcome.Kind}: {outcome.Reason}");
             }
@@ -140,7 +140,7 @@ public static class RemoteBenchmark
         return 0;
     }
 
-    private static async Task PostAsync(HttpClient http, Uri service, string path, RemoteTransaction? tx)
+    private static async Task PostAsync(HttpClient http, Uri service, string path, CoordinatorTransaction? tx)
     {
         var body = new { id = Guid.NewGuid().ToString("N"), amount = 1 };
         using var response = tx is null

@@ -136,7 +136,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         // reach its participant, so it must not report it rolled back.
         var id = await BeginAsync(Client);
         await RegisterAsync(Client, id, "orphan-rm");
-        Assert.Equal(1, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "orphan-rm")).RememberedCallbackUrls);
+        Assert.Equal(1, Assert.IsType<HttpParticipantResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "orphan-rm")).RememberedCallbackUrls);
         using var unreachable = await SendAdminAsync(Client, HttpMethod.Post, $"/admin/branches/{orphan}/rollback", new { resourceManager = "orphan-rm" });
         var failed = await AssertProblemAsync(unreachable, HttpStatusCode.BadGateway);
         Assert.Contains("no callback URL is known", failed.GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -200,8 +200,8 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
 
         // Answered: the URL is no longer remembered (nor is a branch that voted no).
         var coordinator = server.Services.GetRequiredService<TransactionCoordinator>();
-        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-b")).RememberedCallbackUrls);
-        Assert.Equal(0, Assert.IsType<RemoteResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-a")).RememberedCallbackUrls);
+        Assert.Equal(0, Assert.IsType<HttpParticipantResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-b")).RememberedCallbackUrls);
+        Assert.Equal(0, Assert.IsType<HttpParticipantResourceManager>(coordinator.ResourceManagers.Single(r => r.Name == "nolog-a")).RememberedCallbackUrls);
     }
 
     [Fact]
@@ -327,7 +327,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
                 var again = await BeginAsync(client);
                 await RegisterAsync(client, again, "restart-b");
                 var coordinator = second.Services.GetRequiredService<TransactionCoordinator>();
-                Assert.IsType<RemoteResourceManager>(Assert.Single(coordinator.ResourceManagers, r => r.Name == "restart-b"));
+                Assert.IsType<HttpParticipantResourceManager>(Assert.Single(coordinator.ResourceManagers, r => r.Name == "restart-b"));
                 using var rollback = await client.PostAsync($"/transactions/{again}/rollback", null);
                 Assert.Equal(HttpStatusCode.OK, rollback.StatusCode);
             }

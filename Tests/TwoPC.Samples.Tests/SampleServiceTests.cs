@@ -21,7 +21,7 @@ public sealed class SampleServiceTests(SampleServicesFixture services)
         // The UPDATE succeeded; the deferred trigger refused at PREPARE TRANSACTION, so the branch voted No.
         Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
         Assert.Contains("insufficient funds", problem, StringComparison.Ordinal);
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
         Assert.Equal(balance, await services.BalanceAsync("bob"));
         Assert.Equal(0, await services.PreparedAsync());
     }
@@ -37,7 +37,7 @@ public sealed class SampleServiceTests(SampleServicesFixture services)
         Assert.Equal(balance, await services.BalanceAsync("grace")); // prepared, not committed
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Equal(balance - 10.25m, await services.BalanceAsync("grace"));
         Assert.Equal(0, await services.PreparedAsync());
     }
@@ -62,10 +62,10 @@ public sealed class SampleServiceTests(SampleServicesFixture services)
         var outcome = await tx.CommitAsync();
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
 
         // A lone remote branch is prepared like any other (issue 10, item 10), so its refusal shows as a No vote.
-        Assert.Contains(outcome.Branches, b => b.ResourceManager == "payments" && b.Vote == "No");
+        Assert.Contains(outcome.Branches, b => b.ResourceManager == "payments" && b.Vote == BranchVoteDto.No);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using TwoPC.Testing;
 using TwoPC.TestServers;
 using TwoPC.TestServers.Internal;
 
-namespace TwoPC.Remote.Tests;
+namespace TwoPC.Participants.Remote.Tests;
 
 /// <summary>One private PostgreSQL server for the "remote" collection; each test creates its own databases.</summary>
 public sealed class RemoteFixture : IAsyncLifetime

@@ -7,7 +7,7 @@ using TwoPC.Client;
 using TwoPC.Coordinator.Server;
 using TwoPC.TestServers;
 
-namespace TwoPC.Remote.Tests;
+namespace TwoPC.Participants.Remote.Tests;
 
 /// <summary>
 /// Messages staged through the standalone coordinator (<c>POST /transactions/{id}/messages</c>): a real
@@ -36,7 +36,7 @@ public sealed class CoordinatorMessagingTests(MessagingFixture fixture) : IClass
 
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         var messages = await DrainAsync(expected: 2);
         Assert.Equal([first.MessageId, second.MessageId], messages.Select(m => m.MessageId));
         Assert.Equal(first.Xid + ".0", first.MessageId);
@@ -52,7 +52,7 @@ public sealed class CoordinatorMessagingTests(MessagingFixture fixture) : IClass
 
         var outcome = await tx.RollbackAsync();
 
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
         await Task.Delay(200);
         Assert.Empty(await DrainAsync());
     }
@@ -78,7 +78,7 @@ public sealed class CoordinatorMessagingTests(MessagingFixture fixture) : IClass
         Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
         Assert.Equal("application/problem+json", noExchange.Content.Headers.ContentType?.MediaType);
 
-        Assert.Equal("Committed", (await tx.CommitAsync()).Kind);
+        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind);
         Assert.Empty(await DrainAsync());
 
         var late = await Assert.ThrowsAsync<TwoPCApiException>(() => tx.PublishAsync(Exchange, "order.placed", new { orderId = "late" }));
@@ -109,7 +109,7 @@ public sealed class CoordinatorMessagingTests(MessagingFixture fixture) : IClass
         await tx.PublishAsync(Exchange, "order.placed", new { orderId = "o-ok" });
         var outcome = await tx.CommitAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Single(await DrainAsync(expected: 1));
     }
 

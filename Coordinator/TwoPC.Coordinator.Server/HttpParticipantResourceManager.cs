@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json;
 using TwoPC.Client;
 using TwoPC.Participants;
 using TwoPC.Transactions;
@@ -21,7 +22,7 @@ namespace TwoPC.Coordinator.Server;
 /// has answered the branch's outcome, so an operator's forced commit or rollback of a branch with no recovery data
 /// (no logged decision) still reaches it; with no URL at all, a forced call fails rather than guess.
 /// </remarks>
-public sealed class RemoteResourceManager(string name, IHttpClientFactory httpClientFactory) : IResourceManager
+public sealed class HttpParticipantResourceManager(string name, IHttpClientFactory httpClientFactory) : IResourceManager
 {
     private readonly ConcurrentDictionary<Xid, Uri> _callbackUrls = new();
 
@@ -66,7 +67,7 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
         ArgumentNullException.ThrowIfNull(xid);
         ArgumentNullException.ThrowIfNull(callbackUrl);
         _callbackUrls[xid] = callbackUrl;
-        return new RemoteBranch(this, xid, callbackUrl);
+        return new HttpParticipantBranch(this, xid, callbackUrl);
     }
 
     /// <summary>Asks the participant to prepare; 409 is a No vote, 425 is asked again until the token is cancelled.</summary>
@@ -78,25 +79,24 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
             switch (response.StatusCode)
             {
                 case HttpStatusCode.OK:
-                    var answer = await response.Content.ReadFromJsonAsync<PrepareCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
-                        ?? throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with an empty body.");
+                    var answer = await ReadAnswerAsync<PrepareCallbackResponse>(response, "prepare", xid, cancellationToken).ConfigureAwait(false);
                     switch (answer.Vote)
                     {
-                        case PrepareCallbackResponse.Yes:
+                        case CallbackVote.Yes:
                             if (answer.RecoveryData is { } data && (data.Length > PrepareCallbackResponse.MaxRecoveryDataLength || !IsBase64(data)))
                             {
                                 throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with recovery data that is not base64 of at most {PrepareCallbackResponse.MaxRecoveryDataLength} characters.");
                             }
 
                             return Vote.Yes(EncodeRecoveryData(callbackUrl, answer.RecoveryData));
-                        case PrepareCallbackResponse.ReadOnly:
+                        case CallbackVote.ReadOnly:
                             Finished(xid); // no phase 2 follows
                             return Vote.ReadOnly;
-                        case PrepareCallbackResponse.No:
+                        case CallbackVote.No:
                             Finished(xid);
                             return Vote.No(answer.Reason ?? $"'{Name}' voted no");
                         default:
-                            throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with the unknown vote {TransactionIdFormatException.Sanitize(answer.Vote ?? string.Empty)}.");
+                            throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with the unknown vote {answer.Vote}.");
                     }
 
                 case HttpStatusCode.Conflict:
@@ -119,12 +119,15 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
             throw new HttpRequestException($"'{Name}' answered {action} of {xid} with {(int)response.StatusCode}.", null, response.StatusCode);
         }
 
-        var answer = await response.Content.ReadFromJsonAsync<FinishCallbackResponse>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
-            ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an empty body.");
-        if (answer.Outcome is not { Length: > 0 } text || !char.IsLetter(text[0]) || !Enum.TryParse<BranchOutcome>(text, ignoreCase: true, out var outcome))
+        var answer = await ReadAnswerAsync<FinishCallbackResponse>(response, action, xid, cancellationToken).ConfigureAwait(false);
+        var outcome = answer.Outcome switch
         {
-            throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with the unknown outcome {TransactionIdFormatException.Sanitize(answer.Outcome ?? string.Empty)}.");
-        }
+            CallbackOutcome.Committed => BranchOutcome.Committed,
+            CallbackOutcome.RolledBack => BranchOutcome.RolledBack,
+            CallbackOutcome.Mixed => BranchOutcome.Mixed,
+            CallbackOutcome.Unknown => BranchOutcome.Unknown,
+            _ => throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with the unknown outcome {answer.Outcome}."),
+        };
 
         if (outcome is BranchOutcome.Committed or BranchOutcome.RolledBack)
         {
@@ -135,6 +138,22 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
     }
 
     private void Finished(Xid xid) => _callbackUrls.TryRemove(xid, out _);
+
+    // An answer that is not the contract (no body, a vote or outcome the contract does not name, a missing field) is
+    // the participant's error, reported as such: the coordinator's retries ask again.
+    private async Task<T> ReadAnswerAsync<T>(HttpResponseMessage response, string action, Xid xid, CancellationToken cancellationToken)
+        where T : class
+    {
+        try
+        {
+            return await response.Content.ReadFromJsonAsync<T>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
+                ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an empty body.");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an answer outside the callback contract: {TransactionIdFormatException.Sanitize(ex.Message)}", ex);
+        }
+    }
 
     // The recovery data (the callback URL the branch voted Yes with) when there is some; else the URL it registered with
     // while this process ran. Without either the participant cannot be reached: say so, never presume an outcome.
@@ -198,7 +217,7 @@ public sealed class RemoteResourceManager(string name, IHttpClientFactory httpCl
         return true;
     }
 
-    private sealed class RemoteBranch(RemoteResourceManager resourceManager, Xid xid, Uri callbackUrl) : ITransactionBranch
+    private sealed class HttpParticipantBranch(HttpParticipantResourceManager resourceManager, Xid xid, Uri callbackUrl) : ITransactionBranch
     {
         public IResourceManager ResourceManager => resourceManager;
 

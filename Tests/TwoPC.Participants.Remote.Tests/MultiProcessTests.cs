@@ -2,7 +2,7 @@ using System.Net;
 using TwoPC.Client;
 using TwoPC.Testing;
 
-namespace TwoPC.Remote.Tests;
+namespace TwoPC.Participants.Remote.Tests;
 
 /// <summary>
 /// The coordinator and two participant services (ledgers "alpha" and "beta", each with its own database) as
@@ -48,7 +48,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
 
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Equal(1, await _alpha.CountAsync("a-1"));
         Assert.Equal(1, await _beta.CountAsync("b-1"));
         Assert.Equal(0, await _alpha.PreparedAsync());
@@ -65,8 +65,8 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         await PostEntryAsync(_beta, tx, "b-2", -10, HttpStatusCode.UnprocessableEntity, fail: true);
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("RolledBack", outcome.Kind);
-        Assert.Contains(outcome.Branches, b => b.ResourceManager == "beta" && b.Vote == "No");
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
+        Assert.Contains(outcome.Branches, b => b.ResourceManager == "beta" && b.Vote == BranchVoteDto.No);
         Assert.Equal(0, await _alpha.CountAsync("a-2"));
         Assert.Equal(0, await _beta.CountAsync("b-2"));
         Assert.Equal(0, await _alpha.PreparedAsync());
@@ -110,7 +110,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Equal(1, await _alpha.CountAsync("a-4"));
         await Eventually.TrueAsync(async () => await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(30));
         Assert.Equal(0, await _alpha.PreparedAsync());
-        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State == "Committed", TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State == TransactionStateDto.Committed, TimeSpan.FromSeconds(30));
     }
 
     [Fact]
@@ -136,9 +136,9 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         await _coordinator.StartAsync(); // same log: recovery re-drives the decision to both participants
 
         await Eventually.TrueAsync(async () => await _beta.CountAsync("b-9") == 1, TimeSpan.FromSeconds(60), _coordinator.Process.Describe);
-        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State is "Committed" or "Heuristic", TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
+        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State is TransactionStateDto.Committed or TransactionStateDto.Heuristic, TimeSpan.FromSeconds(30), _coordinator.Process.Describe);
         var status = await _client.GetStatusAsync(tx.Id);
-        Assert.True(status.State == "Committed", $"expected Committed, got {status.State}: {status.Outcome?.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.True(status.State == TransactionStateDto.Committed, $"expected Committed, got {status.State}: {status.Outcome?.Reason}\n{_coordinator.Process.Describe()}");
         Assert.Equal(1, await _alpha.CountAsync("a-9"));
     }
 
@@ -159,7 +159,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         await Eventually.TrueAsync(async () => await _alpha.PreparedAsync() == 0 && await _beta.PreparedAsync() == 0, TimeSpan.FromSeconds(45), _alpha.Process.Describe);
         Assert.Equal(0, await _alpha.CountAsync("a-7"));
         Assert.Equal(0, await _beta.CountAsync("b-7"));
-        Assert.Equal("Unknown", (await _client.GetStatusAsync(tx.Id)).State);
+        Assert.Equal(TransactionStateDto.Unknown, (await _client.GetStatusAsync(tx.Id)).State);
     }
 
     [Fact]
@@ -173,7 +173,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         _beta.Kill(); // prepared in PostgreSQL, and its service gone before the coordinator asks for its vote
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
         Assert.Equal(0, await _alpha.CountAsync("a-5"));
         Assert.Equal(1, await _beta.PreparedAsync()); // nobody could tell beta yet
 
@@ -200,7 +200,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         await _beta.StartAsync(); // the coordinator's retries (or beta's own recovery) commit it
 
         var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Equal(1, await _alpha.CountAsync("a-6"));
         await Eventually.TrueAsync(async () => await _beta.CountAsync("b-6") == 1, TimeSpan.FromSeconds(30), _beta.Process.Describe);
         Assert.Equal(0, await _beta.PreparedAsync());
@@ -217,10 +217,10 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         var outcome = await tx.CommitAsync();
 
         Assert.NotNull(await _alpha.Process.WaitForLineAsync(TimeSpan.FromSeconds(5), "commit-failed"));
-        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.True(outcome.Kind == OutcomeKindDto.Committed, $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
         Assert.Equal(1, await _alpha.CountAsync("a-10"));
         Assert.Equal(0, await _alpha.PreparedAsync());
-        Assert.Equal("Committed", (await _client.GetStatusAsync(tx.Id)).State);
+        Assert.Equal(TransactionStateDto.Committed, (await _client.GetStatusAsync(tx.Id)).State);
         Assert.Empty(await AdminHeuristicsAsync());
     }
 
@@ -238,7 +238,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         await _alpha.StartAsync();
 
         var outcome = await commit.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.True(outcome.Kind == "Committed", $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
+        Assert.True(outcome.Kind == OutcomeKindDto.Committed, $"{outcome.Kind}: {outcome.Reason}\n{_coordinator.Process.Describe()}");
         await Eventually.TrueAsync(async () => await _alpha.CountAsync("a-11") == 1, TimeSpan.FromSeconds(30), _alpha.Process.Describe);
         Assert.Equal(0, await _alpha.PreparedAsync());
         Assert.Empty(await AdminHeuristicsAsync());
@@ -293,7 +293,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         }
     }
 
-    private async Task PostEntryAsync(LedgerProcess ledger, RemoteTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
+    private async Task PostEntryAsync(LedgerProcess ledger, CoordinatorTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
     {
         using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
         Assert.True(expected == response.StatusCode, $"{ledger.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{ledger.Process.Describe()}");

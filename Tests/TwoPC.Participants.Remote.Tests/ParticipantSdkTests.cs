@@ -17,7 +17,7 @@ using TwoPC.TestServers.Internal;
 using TwoPC.Testing;
 using TwoPC.Transactions;
 
-namespace TwoPC.Remote.Tests;
+namespace TwoPC.Participants.Remote.Tests;
 
 /// <summary>
 /// The participant SDK in one process: the real coordinator server and a participant service on loopback,
@@ -96,7 +96,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Equal(0, await PreparedAsync());
     }
 
@@ -111,7 +111,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         var outcome = await tx.CommitAsync();
 
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
         Assert.Equal(0, await CountAsync("t-1"));
         Assert.Equal(0, await CountAsync("t-2"));
         Assert.Equal(0, await PreparedAsync());
@@ -134,7 +134,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         using var response = await slow;
         var outcome = await commit;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("Committed", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.Committed, outcome.Kind);
         Assert.Equal(1, await CountAsync("s-1"));
         Assert.Contains("prepare:Yes", Snapshot(answers));
     }
@@ -148,7 +148,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         // The coordinator's reaper rolls the transaction back at its deadline and tells the participant.
         await Eventually.TrueAsync(() => Task.FromResult(Participant.InFlightBranches == 1), TimeSpan.FromSeconds(10));
         await Eventually.TrueAsync(() => Task.FromResult(Participant.InFlightBranches == 0), TimeSpan.FromSeconds(20));
-        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State == "RolledBack", TimeSpan.FromSeconds(20));
+        await Eventually.TrueAsync(async () => (await _client.GetStatusAsync(tx.Id)).State == TransactionStateDto.RolledBack, TimeSpan.FromSeconds(20));
         _release.SetResult();
         using var response = await slow;
 
@@ -166,7 +166,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         // The coordinator rolls back now: its rollback callback arrives while the handler still owns its connection.
         var outcome = await tx.RollbackAsync();
-        Assert.Equal("RolledBack", outcome.Kind);
+        Assert.Equal(OutcomeKindDto.RolledBack, outcome.Kind);
 
         // Npgsql connections are not thread-safe: the callback must not have rolled back or disposed the handler's
         // connection (it is still open as far as the handler's thread knows); it ended the session from another one.
@@ -187,7 +187,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         await using var next = await _client.BeginAsync(TimeSpan.FromSeconds(30));
         using var written = await SendAsync("write", next.Id, new { id = "p-2" });
         Assert.Equal(HttpStatusCode.OK, written.StatusCode);
-        Assert.Equal("Committed", (await next.CommitAsync()).Kind);
+        Assert.Equal(OutcomeKindDto.Committed, (await next.CommitAsync()).Kind);
         Assert.Equal(1, await CountAsync("p-2"));
     }
 
@@ -246,7 +246,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
-        Assert.Equal("Committed", (await tx.CommitAsync()).Kind);
+        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind);
         List<Activity> seen;
         lock (stopped)
         {
@@ -288,7 +288,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         Assert.Equal(1, await PreparedAsync()); // untouched by the forged calls
         Assert.Equal(0, await CountAsync("k-1"));
-        Assert.Equal("Committed", (await tx.CommitAsync()).Kind); // the coordinator sends the key
+        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind); // the coordinator sends the key
         Assert.Equal(1, await CountAsync("k-1"));
     }
 

@@ -1,0 +1,55 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TwoPC.Participants.PostgreSql;
+using TwoPC.Transactions;
+
+namespace TwoPC.Participants.Remote;
+
+/// <summary>The default local resource: a PostgreSQL database through <see cref="PostgresResourceManager"/>.</summary>
+internal sealed class PostgresLocalResource(PostgresResourceManager resourceManager) : ILocalResource
+{
+    public PostgresResourceManager ResourceManager { get; } = resourceManager;
+
+    /// <summary>Creates the resource manager (fails fast when <c>max_prepared_transactions</c> is 0).</summary>
+    public static async Task<ILocalResource> CreateAsync(string name, NpgsqlDataSource dataSource, ILoggerFactory loggers, IMeterFactory? meterFactory, CancellationToken cancellationToken) =>
+        new PostgresLocalResource(await PostgresResourceManager.CreateAsync(name, dataSource, loggerFactory: loggers, meterFactory: meterFactory, cancellationToken: cancellationToken).ConfigureAwait(false));
+
+    public async ValueTask<ILocalBranch> BeginBranchAsync(Xid xid, DateTimeOffset deadline, CancellationToken cancellationToken) =>
+        new PostgresLocalBranch(ResourceManager.DataSource, await ResourceManager.BeginBranchAsync(xid, deadline, cancellationToken).ConfigureAwait(false));
+
+    public ValueTask<bool> IsPreparedAsync(Xid xid, CancellationToken cancellationToken) => ResourceManager.IsPreparedAsync(xid, cancellationToken);
+
+    public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+        ResourceManager.CommitAsync(xid, recoveryData, cancellationToken);
+
+    public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+        ResourceManager.RollbackAsync(xid, recoveryData, cancellationToken);
+
+    public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) => ResourceManager.RecoverAsync(cancellationToken);
+
+    public bool IsResourceFailure(Exception exception) => exception is NpgsqlException;
+
+    public void Dispose() => ResourceManager.Dispose();
+}
+
+/// <summary>A branch's PostgreSQL transaction; its backend pid is read where it begins, on the request's thread.</summary>
+internal sealed class PostgresLocalBranch(NpgsqlDataSource dataSource, PostgresBranch branch) : ILocalBranch
+{
+    public PostgresBranch Branch { get; } = branch;
+
+    public int SessionId { get; } = branch.Connection.ProcessID;
+
+    public ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken) => Branch.PrepareAsync(cancellationToken);
+
+    // pg_terminate_backend from a connection of its own.
+    public async Task TerminateSessionAsync(CancellationToken cancellationToken)
+    {
+        await using var other = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", other);
+        terminate.Parameters.AddWithValue(SessionId);
+        await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public ValueTask DisposeAsync() => Branch.DisposeAsync();
+}
