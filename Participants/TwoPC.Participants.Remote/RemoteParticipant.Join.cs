@@ -68,7 +68,7 @@ public sealed partial class RemoteParticipant
         }
 
         var xid = Xid.Parse(registered.Xid);
-        var deadline = registered.Deadline ?? DateTimeOffset.UtcNow.AddMinutes(1);
+        var deadline = registered.Deadline ?? Time.GetUtcNow().AddMinutes(1);
         activity?.SetTag("twopc.xid", xid.ToString());
         ILocalBranch begun;
         try

@@ -25,7 +25,7 @@ public sealed partial class RemoteParticipant
         PruneFinished();
         var coordinatorNode = await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false);
         var results = new List<RemoteRecoveryResult>();
-        var now = DateTimeOffset.UtcNow;
+        var now = Time.GetUtcNow();
         var found = await Local.RecoverAsync(cancellationToken).ConfigureAwait(false);
         var prepared = found.Select(b => b.Xid.ToString()).ToHashSet(StringComparer.Ordinal);
         foreach (var warned in _otherNodeWarned.Keys)
@@ -134,7 +134,7 @@ public sealed partial class RemoteParticipant
     // dropped after their deadline: pg_prepared_xacts stays the source of truth for prepared ones.
     private void PruneFinished()
     {
-        var cutoff = DateTimeOffset.UtcNow - PhaseTwoGrace - TimeSpan.FromMinutes(1);
+        var cutoff = Time.GetUtcNow() - PhaseTwoGrace - TimeSpan.FromMinutes(1);
         foreach (var branch in _branches.Values)
         {
             if (!branch.IsInFlight && branch.Deadline < cutoff)

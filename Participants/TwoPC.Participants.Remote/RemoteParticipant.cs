@@ -34,9 +34,11 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
         TwoPCClient coordinator,
         Func<CancellationToken, Task<ILocalResource>> createLocal,
         ILoggerFactory loggers,
-        IMeterFactory? meterFactory)
+        IMeterFactory? meterFactory,
+        TimeProvider? time = null)
     {
         Options = options.Value;
+        Time = time ?? TimeProvider.System;
         Coordinator = coordinator;
         _createLocal = createLocal;
         Logger = loggers.CreateLogger("TwoPC.Participants.Remote");
@@ -45,6 +47,9 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
 
     /// <summary>The participant's settings.</summary>
     public RemoteParticipantOptions Options { get; }
+
+    /// <summary>The participant's clock (deadlines and ages of prepared branches).</summary>
+    internal TimeProvider Time { get; }
 
     /// <summary>The coordinator's client.</summary>
     public TwoPCClient Coordinator { get; }

@@ -61,7 +61,8 @@ public static class RemoteParticipantServiceCollectionExtensions
                 sp.GetRequiredService<TwoPCClient>(),
                 ct => PostgresLocalResource.CreateAsync(options.Value.Name, dataSource(sp), loggers, meters, ct),
                 loggers,
-                meters);
+                meters,
+                sp.GetService<TimeProvider>());
         });
         services.AddHostedService<RemoteParticipantService>();
         return services;
