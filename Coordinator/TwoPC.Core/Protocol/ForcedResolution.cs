@@ -58,7 +58,7 @@ internal sealed class ForcedResolution(
 
     private async Task<ForcedBranchResult> ForceCoreAsync(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, CancellationToken cancellationToken)
     {
-        var rm = ResourceManagerName.IsValid(name) ? resourceManagers.Find(name) : null;
+        var rm = ResourceManagerRegistry.IsValidName(name) ? resourceManagers.Find(name) : null;
         if (rm is null)
         {
             var shown = TransactionIdFormatException.Sanitize(name);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
 using TwoPC.Participants;
@@ -16,6 +17,13 @@ internal sealed class ResourceManagerRegistry(ILogger logger)
 {
     private readonly ConcurrentDictionary<string, IResourceManager> _byName = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// The name rule, owned here for the whole coordinator: 1-64 characters, none of them a control character (the name
+    /// is written into the log and shown to operators). The HTTP contract (<c>TwoPC.Client</c>) states the same rule
+    /// for participants and operators; Core does not reference that package.
+    /// </summary>
+    public static bool IsValidName([NotNullWhen(true)] string? name) => !string.IsNullOrEmpty(name) && name.Length <= 64 && !name.Any(char.IsControl);
+
     /// <summary>Supplies a resource manager for a name that is not registered (see <c>TransactionCoordinator.ResourceManagerResolver</c>).</summary>
     public Func<string, IResourceManager?>? Resolver { get; set; }
 
@@ -28,7 +36,7 @@ internal sealed class ResourceManagerRegistry(ILogger logger)
     {
         ArgumentNullException.ThrowIfNull(resourceManager);
         var name = resourceManager.Name;
-        if (!ResourceManagerName.IsValid(name))
+        if (!IsValidName(name))
         {
             throw new ArgumentException($"Resource manager name {TransactionIdFormatException.Sanitize(name ?? string.Empty)} is invalid: 1-64 printable characters are required.", nameof(resourceManager));
         }
@@ -58,7 +66,7 @@ internal sealed class ResourceManagerRegistry(ILogger logger)
             return registered;
         }
 
-        if (Resolver is not { } resolver || !ResourceManagerName.IsValid(name))
+        if (Resolver is not { } resolver || !IsValidName(name))
         {
             return null;
         }
