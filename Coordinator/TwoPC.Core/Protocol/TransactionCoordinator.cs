@@ -20,6 +20,9 @@ namespace TwoPC.Protocol;
 /// </remarks>
 public sealed class TransactionCoordinator : IAsyncDisposable
 {
+    // This class is the lifecycle (start and recovery, begin, stop, background loops) and the public face. It owns the
+    // pieces and hands them down: the registry and the id allocator (no callbacks into this class), the completions
+    // behind tx.CommitAsync/RollbackAsync, and the operator's status queries and hand resolutions.
     private readonly TransactionCoordinatorOptions _options;
     private readonly ITransactionLog _log;
     private readonly ResourceManagerRegistry _resourceManagers;
