@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Protocol;
 using TwoPC.Wal;
@@ -31,11 +32,9 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
         _registrations = (IEnumerable<ResourceManagerRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerRegistration>)) ?? [];
         _resolvers = [.. (IEnumerable<ResourceManagerResolverRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerResolverRegistration>)) ?? []];
         var settings = options.Value;
-        var log = new FileTransactionLog(
-            new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
-            loggerFactory.CreateLogger<FileTransactionLog>(),
-            meterFactory);
-        Coordinator = new TransactionCoordinator(settings.ToCoordinatorOptions(), log, null, loggerFactory, meterFactory);
+        // The log registered by AddTwoPhaseCommit (replaceable, e.g. by a shared log); the file log when built by hand.
+        var log = (ITransactionLog?)services.GetService(typeof(ITransactionLog)) ?? CreateFileLog(settings, loggerFactory, meterFactory);
+        Coordinator = new TransactionCoordinator(settings, log, null, loggerFactory, meterFactory);
     }
 
     /// <summary>The embedded coordinator (refuses transactions until the host has started).</summary>
@@ -102,6 +101,12 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
             }
         }
     }
+
+    /// <summary>The default <see cref="ITransactionLog"/>: the file write-ahead log in <see cref="TwoPCOptions.LogDirectory"/>.</summary>
+    internal static FileTransactionLog CreateFileLog(TwoPCOptions settings, ILoggerFactory loggerFactory, IMeterFactory? meterFactory) =>
+        new(new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
+            loggerFactory.CreateLogger<FileTransactionLog>(),
+            meterFactory);
 
     internal IResourceManager ResourceManagerFor(ResourceManagerRegistration registration) =>
         _created.TryGetValue(registration, out var rm)

@@ -1,9 +1,12 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TwoPC.Durability;
 using TwoPC.Protocol;
 
 namespace TwoPC.Hosting;
@@ -14,7 +17,8 @@ public static class TwoPhaseCommitServiceCollectionExtensions
     /// <summary>
     /// Adds the coordinator: options bound from <paramref name="configuration"/> (typically the <c>TwoPC</c>
     /// section) and/or <paramref name="configure"/>, validated at start; a hosted service that recovers
-    /// before the host reports started; the <see cref="TransactionCoordinator"/> singleton; and a
+    /// before the host reports started; the <see cref="TransactionCoordinator"/> singleton; the file write-ahead log as
+    /// the <see cref="ITransactionLog"/> (unless one is already registered); and a
     /// <c>twopc</c> health check.
     /// </summary>
     public static TwoPhaseCommitBuilder AddTwoPhaseCommit(this IServiceCollection services, IConfiguration? configuration = null, Action<TwoPCOptions>? configure = null)
@@ -33,6 +37,9 @@ public static class TwoPhaseCommitServiceCollectionExtensions
 
         options.ValidateDataAnnotations().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TwoPCOptions>, TwoPCOptionsValidator>());
+        // TryAdd: a log registered before this call (a shared, highly available log) replaces the file log.
+        services.TryAddSingleton<ITransactionLog>(sp => TwoPhaseCommitHostedService.CreateFileLog(
+            sp.GetRequiredService<IOptions<TwoPCOptions>>().Value, sp.GetRequiredService<ILoggerFactory>(), sp.GetService<IMeterFactory>()));
         services.TryAddSingleton<TwoPhaseCommitHostedService>();
         services.AddHostedService(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>());
         services.TryAddSingleton(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>().Coordinator);

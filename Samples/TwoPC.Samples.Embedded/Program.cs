@@ -15,6 +15,7 @@ using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
 using TwoPC.Protocol;
 using TwoPC.Samples;
+using TwoPC.Transactions;
 
 var builder = Host.CreateApplicationBuilder(args);
 var config = builder.Configuration;

@@ -4,6 +4,7 @@ using Npgsql;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Protocol;
 using TwoPC.TestServers;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 
 namespace TwoPC.Benchmarks;

@@ -11,6 +11,7 @@ using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
 using TwoPC.Protocol;
 using TwoPC.TestServers;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 
 namespace TwoPC.Benchmarks;

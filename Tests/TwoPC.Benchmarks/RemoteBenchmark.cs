@@ -10,6 +10,7 @@ using TwoPC.Protocol;
 using TwoPC.RemoteHost;
 using TwoPC.TestServers;
 using TwoPC.TestServers.Internal;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 
 namespace TwoPC.Benchmarks;

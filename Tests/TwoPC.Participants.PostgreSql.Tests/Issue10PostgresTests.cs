@@ -3,6 +3,7 @@ using Npgsql;
 using TwoPC.Participants.PostgreSql.Tests.Infrastructure;
 using TwoPC.Protocol;
 using TwoPC.TestServers;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 using BranchOutcome = TwoPC.Participants.BranchOutcome;
 using VoteKind = TwoPC.Participants.VoteKind;

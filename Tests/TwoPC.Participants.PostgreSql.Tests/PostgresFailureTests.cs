@@ -1,6 +1,7 @@
 using Dapper;
 using TwoPC.Participants.PostgreSql.Tests.Infrastructure;
 using TwoPC.Protocol;
+using TwoPC.Transactions;
 
 namespace TwoPC.Participants.PostgreSql.Tests;
 

@@ -97,7 +97,7 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
                 await update.ExecuteNonQueryAsync();
             }
 
-            Assert.Equal(TwoPC.Protocol.OutcomeKind.Committed, (await tx.CommitAsync()).Kind);
+            Assert.Equal(TwoPC.Transactions.OutcomeKind.Committed, (await tx.CommitAsync()).Kind);
         }
 
         await WaitForAsync(async () => await EffectCountAsync(world) == 5);

@@ -3,6 +3,7 @@ using Npgsql;
 using TwoPC.Participants.RabbitMq.Tests.Infrastructure;
 using TwoPC.Protocol;
 using TwoPC.TestServers;
+using TwoPC.Transactions;
 
 namespace TwoPC.Participants.RabbitMq.Tests;
 

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Diagnostics;

@@ -1,5 +1,4 @@
 using TwoPC.Participants;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Durability;

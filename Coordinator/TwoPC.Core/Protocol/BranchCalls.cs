@@ -4,6 +4,7 @@ using Polly;
 using Polly.Retry;
 using TwoPC.Diagnostics;
 using TwoPC.Participants;
+using TwoPC.Recovery;
 using TwoPC.Transactions;
 
 namespace TwoPC.Protocol;
@@ -13,7 +14,7 @@ namespace TwoPC.Protocol;
 /// backoff and jitter for as long as the decision stands (only shutdown stops it); rollback is tried
 /// a few times and then left to recovery, which presumed abort makes safe. Every attempt has a timeout.
 /// </summary>
-internal sealed class BranchCalls
+internal sealed class BranchCalls : IOrphanRollback
 {
     private static readonly ResiliencePropertyKey<BranchCall> CallKey = new("twopc.branch-call");
 
@@ -130,21 +131,4 @@ internal sealed class BranchCalls
     }
 
     private sealed record BranchCall(string Operation, string ResourceManager, Xid Xid);
-}
-
-/// <summary>A logged branch names a resource manager that is not registered (yet) in this process.</summary>
-public sealed class ResourceManagerNotRegisteredException : Exception
-{
-    /// <summary>Creates the exception for the resource manager <paramref name="name"/>.</summary>
-    public ResourceManagerNotRegisteredException(string name)
-        : base($"Resource manager '{name}' is not registered with the coordinator; register it (under the same name as before the restart) so its branches can be completed.") => Name = name;
-
-    /// <summary>Creates the exception.</summary>
-    public ResourceManagerNotRegisteredException() : this("?") { }
-
-    /// <summary>Creates the exception.</summary>
-    public ResourceManagerNotRegisteredException(string message, Exception innerException) : base(message, innerException) => Name = "?";
-
-    /// <summary>The missing resource manager's name.</summary>
-    public string Name { get; } = "?";
 }

@@ -3,37 +3,6 @@ using TwoPC.Transactions;
 
 namespace TwoPC.Protocol;
 
-/// <summary>Where a global transaction is in the protocol.</summary>
-public enum TransactionState
-{
-    /// <summary>Begun; branches may enlist and do work.</summary>
-    Active,
-
-    /// <summary>Phase 1: the branches are being asked to prepare.</summary>
-    Preparing,
-
-    /// <summary>The commit decision is durable; phase 2 is telling the branches.</summary>
-    Committing,
-
-    /// <summary>Rolling back (a No vote, a timeout, or an explicit rollback).</summary>
-    RollingBack,
-
-    /// <summary>Every branch committed.</summary>
-    Committed,
-
-    /// <summary>Every branch rolled back (or will be, by recovery: presumed abort).</summary>
-    RolledBack,
-
-    /// <summary>Ended with a heuristic outcome that an operator must look at and forget.</summary>
-    Heuristic,
-
-    /// <summary>The log failed while forcing the decision: the branches stay prepared until the coordinator restarts and recovers.</summary>
-    InDoubt,
-
-    /// <summary>The coordinator knows nothing of the transaction (never begun here, or ended long ago). Under presumed abort an unknown transaction past its deadline did not commit.</summary>
-    Unknown,
-}
-
 /// <summary>
 /// A global transaction: the unit that commits or rolls back atomically across every enlisted branch.
 /// Created by <see cref="TransactionCoordinator.Begin"/>; thread-safe.
@@ -41,16 +10,16 @@ public enum TransactionState
 /// <remarks>Disposing an active transaction rolls it back, like a <c>TransactionScope</c> that was never completed.</remarks>
 public sealed class GlobalTransaction : IAsyncDisposable
 {
-    private readonly TransactionCoordinator _coordinator;
+    private readonly TransactionCompletions _completions;
     private readonly Lock _gate = new();
     private readonly List<EnlistedBranch> _branches = new(2);
     private int _reservedBranches;
     private TransactionState _state = TransactionState.Active;
     private TaskCompletionSource<TransactionOutcome>? _completion;
 
-    internal GlobalTransaction(TransactionCoordinator coordinator, GlobalTransactionId id, DateTimeOffset deadline)
+    internal GlobalTransaction(TransactionCompletions completions, GlobalTransactionId id, DateTimeOffset deadline)
     {
-        _coordinator = coordinator;
+        _completions = completions;
         Id = id;
         Deadline = deadline;
     }
@@ -78,7 +47,7 @@ public sealed class GlobalTransaction : IAsyncDisposable
     {
         get
         {
-            var left = Deadline - _coordinator.Time.GetUtcNow();
+            var left = Deadline - _completions.Time.GetUtcNow();
             return left > TimeSpan.Zero ? left : TimeSpan.Zero;
         }
     }
@@ -132,11 +101,19 @@ public sealed class GlobalTransaction : IAsyncDisposable
         return branch;
     }
 
-    /// <summary>Runs two-phase commit (see <see cref="TransactionCoordinator.CommitAsync"/>).</summary>
-    public Task<TransactionOutcome> CommitAsync(CancellationToken cancellationToken = default) => _coordinator.CommitAsync(this, cancellationToken);
+    /// <summary>
+    /// Commits the transaction with two-phase commit and returns the outcome: committed, rolled back (with the
+    /// reason, such as the branch that voted no) or heuristic. Idempotent: a second call returns the same outcome.
+    /// </summary>
+    /// <remarks>
+    /// Cancelling before the decision rolls the transaction back. Cancelling after the decision only stops
+    /// the wait: phase 2 still completes. Throws <see cref="Durability.TransactionLogFailedException"/> when the log
+    /// fails while forcing the decision (the branches then stay in doubt until restart).
+    /// </remarks>
+    public Task<TransactionOutcome> CommitAsync(CancellationToken cancellationToken = default) => _completions.CommitAsync(this, cancellationToken);
 
-    /// <summary>Rolls the transaction back (see <see cref="TransactionCoordinator.RollbackAsync"/>).</summary>
-    public Task<TransactionOutcome> RollbackAsync(CancellationToken cancellationToken = default) => _coordinator.RollbackAsync(this, cancellationToken);
+    /// <summary>Rolls back an active transaction (idempotent; after commit began it returns that outcome).</summary>
+    public Task<TransactionOutcome> RollbackAsync(CancellationToken cancellationToken = default) => _completions.RollbackAsync(this, cancellationToken);
 
     /// <summary>Rolls back the transaction if it is still active; otherwise does nothing.</summary>
     public async ValueTask DisposeAsync()
@@ -162,7 +139,7 @@ public sealed class GlobalTransaction : IAsyncDisposable
     private void Add(Xid xid, ITransactionBranch branch)
     {
         ArgumentNullException.ThrowIfNull(branch);
-        _coordinator.EnsureRegistered(branch.ResourceManager);
+        _completions.ResourceManagers.EnsureRegistered(branch.ResourceManager);
         lock (_gate)
         {
             ThrowIfNotActive();

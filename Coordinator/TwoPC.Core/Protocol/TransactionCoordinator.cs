@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -9,15 +8,6 @@ using TwoPC.Recovery;
 using TwoPC.Transactions;
 
 namespace TwoPC.Protocol;
-
-/// <summary>What the coordinator knows about one global transaction.</summary>
-/// <param name="TransactionId">The transaction.</param>
-/// <param name="State">Where it is; <see cref="TransactionState.Unknown"/> when this coordinator has no record.</param>
-/// <param name="Outcome">The outcome, once known.</param>
-/// <param name="Deadline">Its deadline, while it is live in this process.</param>
-/// <param name="Branches">While it is live in this process: its branches (resource manager and XID; during phase 2 also
-/// the vote and, once acknowledged, the outcome). <see langword="null"/> otherwise (see <paramref name="Outcome"/>).</param>
-public sealed record TransactionStatus(GlobalTransactionId TransactionId, TransactionState State, TransactionOutcome? Outcome, DateTimeOffset? Deadline, IReadOnlyList<BranchReport>? Branches = null);
 
 /// <summary>
 /// The transaction coordinator of one node: begins global transactions, runs two-phase commit with
@@ -30,9 +20,12 @@ public sealed record TransactionStatus(GlobalTransactionId TransactionId, Transa
 /// </remarks>
 public sealed class TransactionCoordinator : IAsyncDisposable
 {
+    // This class is the lifecycle (start and recovery, begin, stop, background loops) and the public face. It owns the
+    // pieces and hands them down: the registry and the id allocator (no callbacks into this class), the completions
+    // behind tx.CommitAsync/RollbackAsync, and the operator's status queries and hand resolutions.
     private readonly TransactionCoordinatorOptions _options;
     private readonly ITransactionLog _log;
-    private readonly ConcurrentDictionary<string, IResourceManager> _resourceManagers = new(StringComparer.Ordinal);
+    private readonly ResourceManagerRegistry _resourceManagers;
     private readonly ILogger _logger;
     private readonly Meter _meter;
     private readonly CoordinatorMetrics _metrics;
@@ -41,11 +34,11 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     private readonly TwoPhaseCommit _protocol;
     private readonly RecoveryManager _recovery;
     private readonly ForcedResolution _forced;
+    private readonly CoordinatorStatus _status;
+    private readonly TransactionCompletions _completions;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly NodeId _node;
+    private readonly TransactionIdAllocator _ids;
     private Task _background = Task.CompletedTask;
-    private long _nextSequence;
-    private ulong _epoch;
     private volatile int _phase; // 0 created, 1 starting, 2 running, 3 stopping, 4 stopped
 
     /// <summary>Creates a coordinator; nothing happens until <see cref="StartAsync"/>.</summary>
@@ -63,16 +56,19 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         options.Validate();
         _options = options;
         _log = log;
-        _node = NodeId.Parse(options.NodeId);
+        _ids = new TransactionIdAllocator(NodeId.Parse(options.NodeId));
         Time = timeProvider ?? TimeProvider.System;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("TwoPC.Coordinator");
+        _resourceManagers = new ResourceManagerRegistry(_logger);
         _table = new TransactionTable(options.RecentOutcomeCapacity);
         _meter = TwoPCTelemetry.CreateMeter(meterFactory);
         _metrics = new CoordinatorMetrics(_meter, () => _table.RecoveringCount + (_phase >= 2 ? _recovery!.LeftInDoubt : 0), () => _table.HeuristicCount);
         _calls = new BranchCalls(options, _logger, Time);
         _protocol = new TwoPhaseCommit(options, log, _calls, _table, _metrics, _logger, Time, _stopping.Token);
-        _recovery = new RecoveryManager(options, _node, () => _epoch, () => (ulong)Interlocked.Read(ref _nextSequence), () => [.. _resourceManagers.Values], _table, _calls, _metrics, _logger, Time);
-        _forced = new ForcedResolution(_node, () => _epoch, () => (ulong)Interlocked.Read(ref _nextSequence), GetStatus, FindResourceManager, _table, _calls, _recovery, _metrics, _logger, _stopping.Token);
+        _recovery = new RecoveryManager(options.OrphanSafetyInterval, _ids, _resourceManagers, _table, _calls, _metrics, _logger, Time);
+        _status = new CoordinatorStatus(_table, _recovery, Time);
+        _forced = new ForcedResolution(_ids, _status, _resourceManagers, log, _table, _calls, _recovery, _metrics, _logger, _stopping.Token);
+        _completions = new TransactionCompletions(_protocol, _table, _resourceManagers, Time);
         foreach (var rm in resourceManagers ?? [])
         {
             RegisterResourceManager(rm);
@@ -80,10 +76,10 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     }
 
     /// <summary>This coordinator's node id.</summary>
-    public NodeId NodeId => _node;
+    public NodeId NodeId => _ids.Node;
 
     /// <summary>The epoch of this start (0 until started).</summary>
-    public ulong Epoch => _epoch;
+    public ulong Epoch => _ids.Epoch;
 
     /// <summary><see langword="true"/> once start-up recovery is done and transactions can begin.</summary>
     public bool IsStarted => _phase == 2;
@@ -114,28 +110,18 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// </summary>
     /// <remarks>The standalone server resolves every name to a remote participant: the logged recovery data
     /// (the callback URL) is all a remote branch needs.</remarks>
-    public Func<string, IResourceManager?>? ResourceManagerResolver { get; set; }
+    public Func<string, IResourceManager?>? ResourceManagerResolver
+    {
+        get => _resourceManagers.Resolver;
+        set => _resourceManagers.Resolver = value;
+    }
 
     /// <summary>Registers a resource manager under its <see cref="IResourceManager.Name"/>.</summary>
     /// <exception cref="ArgumentException">The name is invalid, or another resource manager has it.</exception>
-    public void RegisterResourceManager(IResourceManager resourceManager)
-    {
-        ArgumentNullException.ThrowIfNull(resourceManager);
-        var name = resourceManager.Name;
-        if (!ForcedResolution.IsValidName(name))
-        {
-            throw new ArgumentException($"Resource manager name {TransactionIdFormatException.Sanitize(name ?? string.Empty)} is invalid: 1-64 printable characters are required.", nameof(resourceManager));
-        }
-
-        var existing = _resourceManagers.GetOrAdd(name, resourceManager);
-        if (!ReferenceEquals(existing, resourceManager))
-        {
-            throw new ArgumentException($"A different resource manager is already registered as '{name}'; names must be unique.", nameof(resourceManager));
-        }
-    }
+    public void RegisterResourceManager(IResourceManager resourceManager) => _resourceManagers.Register(resourceManager);
 
     /// <summary>The registered resource managers.</summary>
-    public IReadOnlyCollection<IResourceManager> ResourceManagers => [.. _resourceManagers.Values];
+    public IReadOnlyCollection<IResourceManager> ResourceManagers => _resourceManagers.All;
 
     /// <summary>
     /// Opens the log and recovers: re-drives phase 2 of every logged commit decision (in the background,
@@ -149,8 +135,8 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             throw new InvalidOperationException("The coordinator was already started.");
         }
 
-        var state = await _log.OpenAsync(_node, cancellationToken).ConfigureAwait(false);
-        _epoch = state.Epoch;
+        var state = await _log.OpenAsync(_ids.Node, cancellationToken).ConfigureAwait(false);
+        _ids.StartEpoch(state.Epoch);
         foreach (var warning in state.Warnings)
         {
             _logger.LogOpenWarning(warning);
@@ -191,7 +177,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
         _phase = 2;
         _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token));
-        _logger.CoordinatorStarted(_node.Value, _epoch);
+        _logger.CoordinatorStarted(_ids.Node.Value, _ids.Epoch);
     }
 
     /// <summary>Begins a global transaction.</summary>
@@ -218,130 +204,16 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(timeout), span, $"The timeout must be positive and at most {_options.MaxTimeout}.");
         }
 
-        var id = new GlobalTransactionId(_node, _epoch, (ulong)Interlocked.Increment(ref _nextSequence));
-        var tx = new GlobalTransaction(this, id, Time.GetUtcNow() + span);
+        var id = _ids.Next();
+        var tx = new GlobalTransaction(_completions, id, Time.GetUtcNow() + span);
         _table.AddActive(tx);
         _metrics.Begun.Add(1);
         _logger.TransactionBegun(id, tx.Deadline);
         return tx;
     }
 
-    /// <summary>
-    /// Commits <paramref name="transaction"/> with two-phase commit and returns the outcome: committed,
-    /// rolled back (with the reason, such as the branch that voted no) or heuristic. Idempotent: a second
-    /// call returns the same outcome.
-    /// </summary>
-    /// <remarks>
-    /// Cancelling before the decision rolls the transaction back. Cancelling after the decision only stops
-    /// the wait: phase 2 still completes. Throws <see cref="TransactionLogFailedException"/> when the log
-    /// fails while forcing the decision (the branches then stay in doubt until restart).
-    /// </remarks>
-    public Task<TransactionOutcome> CommitAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(transaction);
-        var completion = transaction.BeginCompletion(TransactionState.Preparing, out var owner, out var branches);
-        if (owner)
-        {
-            Run(transaction, completion, () => _protocol.CommitAsync(transaction, branches, cancellationToken));
-        }
-
-        return completion.Task.WaitAsync(cancellationToken);
-    }
-
-    /// <summary>Rolls back an active transaction (idempotent; after commit began it returns that outcome).</summary>
-    public Task<TransactionOutcome> RollbackAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default) =>
-        RollbackCore(transaction, "rolled back by the application").WaitAsync(cancellationToken);
-
-    private Task<TransactionOutcome> RollbackCore(GlobalTransaction transaction, string reason)
-    {
-        ArgumentNullException.ThrowIfNull(transaction);
-        var completion = transaction.BeginCompletion(TransactionState.RollingBack, out var owner, out var branches);
-        if (owner)
-        {
-            Run(transaction, completion, () => _protocol.RollbackAsync(transaction, branches, reason));
-        }
-
-        return completion.Task;
-    }
-
-    private void Run(GlobalTransaction transaction, TaskCompletionSource<TransactionOutcome> completion, Func<Task<TransactionOutcome>> start)
-    {
-        // Tracked before the protocol starts: a completion that finishes synchronously (read-only, empty)
-        // removes itself from the table, and tracking it afterwards would leak it there forever.
-        _table.TrackCompletion(transaction.Id, completion.Task);
-        Task<TransactionOutcome> protocol;
-        try
-        {
-            protocol = start();
-        }
-        catch (Exception ex)
-        {
-            protocol = Task.FromException<TransactionOutcome>(ex);
-        }
-
-        protocol.ContinueWith(
-            static (t, state) =>
-            {
-                var (tcs, id) = ((TaskCompletionSource<TransactionOutcome>, GlobalTransactionId))state!;
-                if (t.IsCompletedSuccessfully)
-                {
-                    tcs.TrySetResult(t.Result);
-                }
-                else if (t.IsCanceled)
-                {
-                    // Only the coordinator's shutdown cancels a running protocol (phase-2 retries stop with it);
-                    // a cancelled task has no exception to pass on, so say what happened instead of leaving the caller waiting.
-                    tcs.TrySetException(new OperationCanceledException($"The coordinator stopped before transaction {id} finished; if its commit decision was logged, recovery completes it after the restart."));
-                }
-                else
-                {
-                    // The transaction stays in the live table on purpose: its decision may be on disk, so
-                    // recovery in this process must not presume it aborted. A restart settles it from the log.
-                    tcs.TrySetException(t.Exception!.InnerExceptions);
-                }
-            },
-            (completion, transaction.Id),
-            CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously,
-            TaskScheduler.Default);
-    }
-
     /// <summary>What this coordinator knows about a transaction (for a live one, with its branches).</summary>
-    public TransactionStatus GetStatus(GlobalTransactionId transactionId)
-    {
-        if (_table.TryGetActive(transactionId, out var tx))
-        {
-            var enlisted = _table.TryGetPhaseTwo(transactionId, out var running)
-                ? PhaseTwoBranches(running)
-                : [.. tx.SnapshotBranches().Select(b => new BranchReport(b.ResourceManager.Name, b.Xid, null, null))];
-            return new TransactionStatus(transactionId, tx.State, null, tx.Deadline, enlisted);
-        }
-
-        if (_table.TryGetHeuristic(transactionId, out var heuristic))
-        {
-            return new TransactionStatus(transactionId, TransactionState.Heuristic,
-                new TransactionOutcome(transactionId, heuristic.Kind, heuristic.Reason, [.. heuristic.Branches.Select(b => new BranchReport(b.ResourceManager, b.Xid, VoteKind.Yes, b.Outcome ?? BranchOutcome.Unknown))]), null);
-        }
-
-        if (_table.IsRecovering(transactionId))
-        {
-            return new TransactionStatus(transactionId, TransactionState.Committing, null, null,
-                _table.TryGetPhaseTwo(transactionId, out var redriven) ? PhaseTwoBranches(redriven) : null);
-        }
-
-        if (_table.TryGetRecent(transactionId, out var outcome))
-        {
-            var state = outcome.Kind switch
-            {
-                OutcomeKind.Committed => TransactionState.Committed,
-                OutcomeKind.RolledBack => TransactionState.RolledBack,
-                _ => TransactionState.Heuristic,
-            };
-            return new TransactionStatus(transactionId, state, outcome, null);
-        }
-
-        return new TransactionStatus(transactionId, TransactionState.Unknown, null, null);
-    }
+    public TransactionStatus GetStatus(GlobalTransactionId transactionId) => _status.GetStatus(transactionId);
 
     /// <summary>Heuristic outcomes on record, oldest first.</summary>
     public IReadOnlyList<HeuristicRecord> GetHeuristics() => _table.Heuristics;
@@ -352,28 +224,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// last error of the retries), and the branches the most recent recovery pass found prepared and left alone
     /// (another node's, too young, heuristic, or a failed rollback; age brought up to now).
     /// </summary>
-    public IReadOnlyList<InDoubtReport> GetInDoubt()
-    {
-        var now = Time.GetUtcNow();
-        var reports = new List<InDoubtReport>();
-        foreach (var progress in _table.PhaseTwo)
-        {
-            var age = now > progress.DecidedAt ? now - progress.DecidedAt : TimeSpan.Zero;
-            for (var i = 0; i < progress.Branches.Count; i++)
-            {
-                if (!progress.IsAcknowledged(i))
-                {
-                    var branch = progress.Branches[i];
-                    var decision = progress.Logged ? "commit decision logged" : "committing its only prepared branch (no decision record)";
-                    var detail = progress.LastError(i) is { } error ? $"{decision}; phase 2 retrying, last error: {error}" : $"{decision}; phase 2 in progress";
-                    reports.Add(new InDoubtReport(branch.ResourceManager, branch.Xid, InDoubtResolution.Committing, age, detail));
-                }
-            }
-        }
-
-        reports.AddRange(_recovery.LeftAlone(now));
-        return [.. reports.OrderByDescending(r => r.Age)];
-    }
+    public IReadOnlyList<InDoubtReport> GetInDoubt() => _status.GetInDoubt();
 
     /// <summary>
     /// An operator commits one in-doubt branch by hand, through its resource manager (with the recovery data of the
@@ -412,26 +263,8 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// END, and drop the record.
     /// </summary>
     /// <returns><see langword="false"/> when no heuristic is on record for the transaction.</returns>
-    public async Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken = default)
-    {
-        if (!_table.TryGetHeuristic(transactionId, out var record))
-        {
-            return false;
-        }
-
-        foreach (var branch in record.Branches)
-        {
-            if (FindResourceManager(branch.ResourceManager) is { } rm)
-            {
-                await rm.ForgetAsync(branch.Xid, cancellationToken).ConfigureAwait(false);
-            }
-        }
-
-        _log.LogEnd(transactionId);
-        _table.RemoveHeuristic(transactionId);
-        _logger.HeuristicForgotten(transactionId);
-        return true;
-    }
+    public Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken = default) =>
+        _forced.ForgetHeuristicAsync(transactionId, cancellationToken);
 
     /// <summary>Runs a recovery pass now (it also runs every <see cref="TransactionCoordinatorOptions.RecoveryInterval"/>).</summary>
     public Task<RecoveryReport> RecoverAsync(CancellationToken cancellationToken = default)
@@ -493,21 +326,12 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         _meter.Dispose();
     }
 
-    internal void EnsureRegistered(IResourceManager resourceManager)
-    {
-        ArgumentNullException.ThrowIfNull(resourceManager);
-        if (!_resourceManagers.TryGetValue(resourceManager.Name, out var registered) || !ReferenceEquals(registered, resourceManager))
-        {
-            throw new InvalidOperationException($"Resource manager '{resourceManager.Name}' is not registered with the coordinator; register it so recovery can reach it after a restart.");
-        }
-    }
-
     private async Task<TransactionOutcome> RedriveAsync(CommitDecision decision)
     {
         var missingReported = new bool[decision.Branches.Count];
         var outcome = await _protocol.CommitPreparedAsync(decision.TransactionId, decision.Branches, i =>
         {
-            if (FindResourceManager(decision.Branches[i].ResourceManager) is { } rm)
+            if (_resourceManagers.Find(decision.Branches[i].ResourceManager) is { } rm)
             {
                 return rm;
             }
@@ -523,52 +347,6 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         _metrics.RecoveredCommits.Add(decision.Branches.Count);
         return outcome;
     }
-
-    /// <summary>The registered resource manager called <paramref name="name"/>, else what <see cref="ResourceManagerResolver"/> supplies (registered on the way).</summary>
-    private IResourceManager? FindResourceManager(string name)
-    {
-        if (_resourceManagers.TryGetValue(name, out var registered))
-        {
-            return registered;
-        }
-
-        if (ResourceManagerResolver is not { } resolver || !ForcedResolution.IsValidName(name))
-        {
-            return null;
-        }
-
-        IResourceManager? resolved;
-        try
-        {
-            resolved = resolver(name);
-            if (resolved is not null && !string.Equals(resolved.Name, name, StringComparison.Ordinal))
-            {
-                throw new InvalidOperationException($"Asked for '{name}', the resolver returned a resource manager called '{resolved.Name}'.");
-            }
-        }
-        catch (Exception ex)
-        {
-            _logger.ResourceManagerResolverFailed(ex, name);
-            return null;
-        }
-
-        if (resolved is null)
-        {
-            return null;
-        }
-
-        // The resolver may have registered it itself (the server does); either way one instance per name wins.
-        var winner = _resourceManagers.GetOrAdd(name, resolved);
-        if (ReferenceEquals(winner, resolved))
-        {
-            _logger.ResourceManagerResolved(name);
-        }
-
-        return winner;
-    }
-
-    private static BranchReport[] PhaseTwoBranches(PhaseTwoProgress progress) =>
-        [.. progress.Branches.Select((b, i) => new BranchReport(b.ResourceManager, b.Xid, VoteKind.Yes, progress.IsAcknowledged(i) ? BranchOutcome.Committed : null))];
 
     private async Task RecoveryLoopAsync(CancellationToken stopping)
     {
@@ -599,7 +377,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                 if (tx.Deadline <= now && tx.State == TransactionState.Active)
                 {
                     _logger.TimedOut(tx.Id);
-                    _ = RollbackCore(tx, "the transaction timed out before commit");
+                    _ = _completions.Rollback(tx, "the transaction timed out before commit");
                 }
             }
         }

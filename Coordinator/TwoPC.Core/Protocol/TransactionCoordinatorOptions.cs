@@ -4,14 +4,16 @@ using TwoPC.Transactions;
 namespace TwoPC.Protocol;
 
 /// <summary>Settings of a <see cref="TransactionCoordinator"/>. Validated when the coordinator is created.</summary>
-public sealed class TransactionCoordinatorOptions
+/// <remarks>The one source of the coordinator's settings: the hosting package's options derive from it and add only
+/// what a host needs (the log's directory and segment size).</remarks>
+public class TransactionCoordinatorOptions
 {
     /// <summary>
     /// This coordinator's node id (required): 1-24 characters of <c>a-z 0-9 -</c>, unique among every
     /// coordinator that shares a resource manager. Recovery presumes abort only for branches carrying it.
     /// </summary>
-    [Required]
-    public string NodeId { get; set; } = string.Empty;
+    /// <remarks>Required; checked by <see cref="Validate"/>. Virtual so a host can attach its own validation messages.</remarks>
+    public virtual string NodeId { get; set; } = string.Empty;
 
     /// <summary>Timeout of a transaction begun without one. Default 60 s (as Narayana and MSDTC).</summary>
     public TimeSpan DefaultTimeout { get; set; } = TimeSpan.FromSeconds(60);

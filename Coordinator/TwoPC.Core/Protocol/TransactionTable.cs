@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using TwoPC.Durability;
+using TwoPC.Recovery;
 using TwoPC.Transactions;
 
 namespace TwoPC.Protocol;
@@ -9,7 +10,7 @@ namespace TwoPC.Protocol;
 /// logged decisions recovery is still driving, the heuristic outcomes on record, and a bounded
 /// window of recent outcomes for status queries.
 /// </summary>
-internal sealed class TransactionTable(int recentCapacity)
+internal sealed class TransactionTable(int recentCapacity) : ITransactionRecords
 {
     private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _active = new();
     private readonly ConcurrentDictionary<GlobalTransactionId, Task<TransactionOutcome>> _recovering = new();

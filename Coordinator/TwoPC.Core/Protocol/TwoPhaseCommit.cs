@@ -1,3 +1,5 @@
+// Longer than 400 lines on purpose: the protocol reads top to bottom in one file (the rules in the remarks, then
+// CommitAsync, then its steps); splitting it would scatter the one method a reviewer must check.
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;

@@ -2,64 +2,13 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
 using TwoPC.Participants;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Recovery;
 
-/// <summary>What a branch found by a recovery scan was, and what recovery did with it.</summary>
-public enum InDoubtResolution
-{
-    /// <summary>A logged commit decision covers it; phase 2 is (re-)driving it.</summary>
-    Committing,
-
-    /// <summary>It belongs to a transaction still live in this process.</summary>
-    Live,
-
-    /// <summary>An orphan of this node (no decision logged, not live, older than the safety interval): rolled back.</summary>
-    RolledBack,
-
-    /// <summary>An orphan of this node that is younger than the safety interval: looked at again in a later pass.</summary>
-    TooYoung,
-
-    /// <summary>Another coordinator node's branch, or not a TwoPC XID: not ours to decide.</summary>
-    Foreign,
-
-    /// <summary>Its transaction has a heuristic outcome on record: an operator decides.</summary>
-    Heuristic,
-
-    /// <summary>Rolling it back failed; retried in the next pass.</summary>
-    Failed,
-
-    /// <summary>
-    /// It names this node but a transaction this coordinator never began (a later epoch, or a sequence not yet
-    /// issued): another coordinator uses the same node id on a different log, or the log was restored from an
-    /// older copy. Left alone: presuming it aborted could undo another coordinator's commit.
-    /// </summary>
-    NodeIdConflict,
-}
-
-/// <summary>One in-doubt branch seen by a recovery pass (or, for <see cref="InDoubtResolution.Committing"/>
-/// in <see cref="TransactionCoordinator.GetInDoubt"/>, a branch phase 2 has not yet committed).</summary>
-/// <param name="ResourceManager">Where it was found.</param>
-/// <param name="Xid">Its XID.</param>
-/// <param name="Resolution">What recovery did.</param>
-/// <param name="Age">How long it has been in doubt, as far as recovery knows (for a committing branch: since the decision).</param>
-/// <param name="Detail">Why it was left alone, or the last error of a phase-2 retry, for the operator.</param>
-public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age, string? Detail = null);
-
-/// <summary>The result of one recovery pass.</summary>
-/// <param name="Branches">Every in-doubt branch the resource managers reported, with what was done.</param>
-/// <param name="FailedResourceManagers">Resource managers whose scan failed (retried in the next pass).</param>
-public sealed record RecoveryReport(IReadOnlyList<InDoubtReport> Branches, IReadOnlyList<string> FailedResourceManagers)
-{
-    /// <summary>Branches left in doubt for now (everything not rolled back and not being committed).</summary>
-    public int LeftInDoubt => Branches.Count(b => b.Resolution is not (InDoubtResolution.RolledBack or InDoubtResolution.Committing or InDoubtResolution.Live));
-}
-
 /// <summary>
 /// Resolves branches that resource managers hold in doubt (the <c>xa_recover</c> half of recovery;
-/// re-driving logged decisions is <see cref="TwoPhaseCommit.CommitPreparedAsync"/>).
+/// re-driving logged decisions is the protocol's <c>TwoPhaseCommit.CommitPreparedAsync</c>).
 /// </summary>
 /// <remarks>
 /// A branch is rolled back (presumed abort) only when all hold: the XID has TwoPC's format and this
@@ -71,13 +20,11 @@ public sealed record RecoveryReport(IReadOnlyList<InDoubtReport> Branches, IRead
 /// another log: it is reported, loudly, and never touched.
 /// </remarks>
 internal sealed class RecoveryManager(
-    TransactionCoordinatorOptions options,
-    NodeId node,
-    Func<ulong> epoch,
-    Func<ulong> nextSequence,
-    Func<IReadOnlyCollection<IResourceManager>> resourceManagers,
-    TransactionTable table,
-    BranchCalls calls,
+    TimeSpan orphanSafetyInterval,
+    TransactionIdAllocator ids,
+    ResourceManagerRegistry resourceManagers,
+    ITransactionRecords table,
+    IOrphanRollback calls,
     CoordinatorMetrics metrics,
     ILogger logger,
     TimeProvider time) : IDisposable
@@ -146,13 +93,13 @@ internal sealed class RecoveryManager(
         {
             // Snapshot before scanning: a transaction that ends between the scan and our check must not look orphaned.
             var liveAtStart = table.SnapshotLive();
-            var currentEpoch = epoch();
-            var sequenceAtStart = nextSequence();
+            var currentEpoch = ids.Epoch;
+            var sequenceAtStart = ids.LastSequence;
             var reports = new List<InDoubtReport>();
             var failed = new List<string>();
             var seen = new HashSet<string>(StringComparer.Ordinal);
 
-            foreach (var rm in resourceManagers())
+            foreach (var rm in resourceManagers.All)
             {
                 IReadOnlyCollection<InDoubtBranch> inDoubt;
                 try
@@ -178,7 +125,7 @@ internal sealed class RecoveryManager(
                     {
                         if (_conflictsReported.TryAdd(key, true))
                         {
-                            logger.NodeIdConflict(branch.Xid, rm.Name, node.Value, reason!);
+                            logger.NodeIdConflict(branch.Xid, rm.Name, ids.Node.Value, reason!);
                         }
                     }
                     else if (resolution == InDoubtResolution.RolledBack)
@@ -226,7 +173,7 @@ internal sealed class RecoveryManager(
     private InDoubtResolution Classify(Xid xid, TimeSpan age, HashSet<GlobalTransactionId> liveAtStart, ulong currentEpoch, ulong sequenceAtStart, out string? reason)
     {
         reason = null;
-        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != node)
+        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != ids.Node)
         {
             reason = "not a branch of this coordinator node";
             return InDoubtResolution.Foreign;
@@ -250,14 +197,14 @@ internal sealed class RecoveryManager(
 
         if (id.Epoch > currentEpoch)
         {
-            reason = $"its epoch {id.Epoch} is later than this coordinator's epoch {currentEpoch}: another coordinator is using node id {node.Value} on a different log (or this log was restored from an older copy)";
+            reason = $"its epoch {id.Epoch} is later than this coordinator's epoch {currentEpoch}: another coordinator is using node id {ids.Node.Value} on a different log (or this log was restored from an older copy)";
             return InDoubtResolution.NodeIdConflict;
         }
 
-        if (id.Epoch == currentEpoch && id.Sequence > nextSequence())
+        if (id.Epoch == currentEpoch && id.Sequence > ids.LastSequence)
         {
             // Sequences are issued in order, so one above the last issued was begun by someone else.
-            reason = $"its sequence {id.Sequence} was never issued in this coordinator's epoch {currentEpoch}: another coordinator is using node id {node.Value} on a different log";
+            reason = $"its sequence {id.Sequence} was never issued in this coordinator's epoch {currentEpoch}: another coordinator is using node id {ids.Node.Value} on a different log";
             return InDoubtResolution.NodeIdConflict;
         }
 
@@ -267,7 +214,7 @@ internal sealed class RecoveryManager(
             return InDoubtResolution.TooYoung;
         }
 
-        if (age < options.OrphanSafetyInterval)
+        if (age < orphanSafetyInterval)
         {
             return InDoubtResolution.TooYoung;
         }

@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Unicode;
 using TwoPC.Durability;
 using TwoPC.Participants;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Wal;

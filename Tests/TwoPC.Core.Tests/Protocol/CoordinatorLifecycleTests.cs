@@ -1,6 +1,7 @@
 using TwoPC.Participants;
 using TwoPC.Protocol;
 using TwoPC.Testing;
+using TwoPC.Transactions;
 using TwoPC.Wal;
 using static TwoPC.Tests.Protocol.CoordinatorFixture;
 

@@ -2,6 +2,7 @@ using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Protocol;
 using TwoPC.Testing;
+using TwoPC.Transactions;
 using static TwoPC.Tests.Protocol.CoordinatorFixture;
 
 namespace TwoPC.Tests.Protocol;

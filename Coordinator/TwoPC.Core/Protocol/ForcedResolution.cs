@@ -1,49 +1,11 @@
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
+using TwoPC.Durability;
 using TwoPC.Participants;
-using TwoPC.Protocol;
+using TwoPC.Recovery;
 using TwoPC.Transactions;
 
-namespace TwoPC.Recovery;
-
-/// <summary>Which way an operator forces an in-doubt branch.</summary>
-public enum ForcedAction
-{
-    /// <summary>Commit the branch.</summary>
-    Commit,
-
-    /// <summary>Roll the branch back.</summary>
-    Rollback,
-}
-
-/// <summary>What became of an operator's forced action.</summary>
-public enum ForcedBranchStatus
-{
-    /// <summary>The resource manager answered (or the coordinator's own record already showed the branch resolved): see <see cref="ForcedBranchResult.Outcome"/>.</summary>
-    Completed,
-
-    /// <summary>The safety rules refused the action; nothing was changed (see <see cref="ForcedBranchResult.Message"/>).</summary>
-    Refused,
-
-    /// <summary>No resource manager of that name is registered and the resolver supplied none; nothing was changed.</summary>
-    UnknownResourceManager,
-
-    /// <summary>The resource manager did not answer (after a few attempts): the branch's state is unknown.</summary>
-    Failed,
-}
-
-/// <summary>The result of <see cref="TransactionCoordinator.ForceCommitBranchAsync"/> or <see cref="TransactionCoordinator.ForceRollbackBranchAsync"/>.</summary>
-/// <param name="Action">What the operator asked for.</param>
-/// <param name="ResourceManager">The resource manager named.</param>
-/// <param name="Xid">The branch.</param>
-/// <param name="Status">Done, refused, unknown resource manager, or failed.</param>
-/// <param name="Outcome">What the resource reports became of the branch (when <see cref="ForcedBranchStatus.Completed"/>).</param>
-/// <param name="Message">One line for the operator: what happened, or why not.</param>
-public sealed record ForcedBranchResult(ForcedAction Action, string ResourceManager, Xid Xid, ForcedBranchStatus Status, BranchOutcome? Outcome, string Message)
-{
-    /// <summary><see langword="true"/> when the branch ended as asked (committed for a commit, rolled back for a rollback).</summary>
-    public bool Succeeded => Status == ForcedBranchStatus.Completed && Outcome == (Action == ForcedAction.Commit ? BranchOutcome.Committed : BranchOutcome.RolledBack);
-}
+namespace TwoPC.Protocol;
 
 /// <summary>
 /// An operator resolves one in-doubt branch by hand (for example a branch whose coordinator node is gone
@@ -67,14 +29,14 @@ public sealed record ForcedBranchResult(ForcedAction Action, string ResourceMana
 /// A branch of another node's transaction that this coordinator has no record of (or not a TwoPC XID) is not this
 /// coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
 /// resource manager must reach the branch by other means or fail; it never reports an outcome it did not get from the
-/// resource. Forced actions never run during a recovery pass, are logged and counted.
+/// resource. Forced actions never run during a recovery pass, are logged and counted. Forgetting a heuristic outcome,
+/// the operator's other hand resolution, is here too.
 /// </remarks>
 internal sealed class ForcedResolution(
-    NodeId node,
-    Func<ulong> epoch,
-    Func<ulong> lastSequence,
-    Func<GlobalTransactionId, TransactionStatus> status,
-    Func<string, IResourceManager?> findResourceManager,
+    TransactionIdAllocator ids,
+    CoordinatorStatus status,
+    ResourceManagerRegistry resourceManagers,
+    ITransactionLog log,
     TransactionTable table,
     BranchCalls calls,
     RecoveryManager recovery,
@@ -96,7 +58,7 @@ internal sealed class ForcedResolution(
 
     private async Task<ForcedBranchResult> ForceCoreAsync(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, CancellationToken cancellationToken)
     {
-        var rm = IsValidName(name) ? findResourceManager(name) : null;
+        var rm = ResourceManagerRegistry.IsValidName(name) ? resourceManagers.Find(name) : null;
         if (rm is null)
         {
             var shown = TransactionIdFormatException.Sanitize(name);
@@ -139,6 +101,31 @@ internal sealed class ForcedResolution(
         return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Completed, outcome, message), null);
     }
 
+    /// <summary>
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append END, and drop
+    /// the record. <see langword="false"/> when no heuristic is on record for the transaction.
+    /// </summary>
+    public async Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken)
+    {
+        if (!table.TryGetHeuristic(transactionId, out var record))
+        {
+            return false;
+        }
+
+        foreach (var branch in record.Branches)
+        {
+            if (resourceManagers.Find(branch.ResourceManager) is { } rm)
+            {
+                await rm.ForgetAsync(branch.Xid, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        log.LogEnd(transactionId);
+        table.RemoveHeuristic(transactionId);
+        logger.HeuristicForgotten(transactionId);
+        return true;
+    }
+
     /// <summary>Applies the safety rules; returns why the action is refused, or <see langword="null"/> when it may go ahead.</summary>
     private string? Check(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, out ReadOnlyMemory<byte> recoveryData, out BranchOutcome? known)
     {
@@ -153,8 +140,8 @@ internal sealed class ForcedResolution(
         // Every record below applies whatever node the id names: after a node id change, the decisions and heuristics
         // logged under the old id are still this coordinator's (recovery re-drives them), and contradicting them would
         // break atomicity just the same.
-        var ours = id.Node == node;
-        if (ours && (id.Epoch > epoch() || (id.Epoch == epoch() && id.Sequence > lastSequence())))
+        var ours = id.Node == ids.Node;
+        if (ids.NotIssuedYet(id))
         {
             return $"Transaction {id} has not been begun by this coordinator yet.";
         }
@@ -176,7 +163,7 @@ internal sealed class ForcedResolution(
             return null;
         }
 
-        var current = status(id);
+        var current = status.GetStatus(id);
         switch (current.State)
         {
             case TransactionState.Active or TransactionState.Preparing:
@@ -261,8 +248,6 @@ internal sealed class ForcedResolution(
         metrics.BranchesForced.Add(1, new KeyValuePair<string, object?>("action", action), new KeyValuePair<string, object?>("outcome", outcome));
         return result;
     }
-
-    internal static bool IsValidName(string? name) => !string.IsNullOrEmpty(name) && name.Length <= 64 && !name.Any(char.IsControl);
 
     private static string Verb(ForcedAction action) => action == ForcedAction.Commit ? "commit" : "roll back";
 
