@@ -3,6 +3,7 @@ using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Protocol;
 using TwoPC.Recovery;
+using TwoPC.Transactions;
 
 namespace TwoPC.Coordinator.Server;
 

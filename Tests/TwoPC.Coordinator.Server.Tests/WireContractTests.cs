@@ -2,6 +2,7 @@ using System.Text.Json;
 using TwoPC.Client;
 using TwoPC.Participants;
 using TwoPC.Protocol;
+using TwoPC.Transactions;
 
 namespace TwoPC.Coordinator.Server.Tests;
 
