@@ -6,11 +6,11 @@ ARG DOTNET_VERSION=10.0
 FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION} AS build
 ARG PROJECT
 WORKDIR /src
-COPY global.json Directory.Build.props Directory.Packages.props .editorconfig ./
+COPY global.json Directory.Build.props Directory.Packages.props .editorconfig BannedSymbols.txt ./
 COPY Coordinator/ Coordinator/
 COPY Participants/ Participants/
 COPY Samples/ Samples/
-COPY Tests/TwoPC.TestServers/ Tests/TwoPC.TestServers/
+COPY Testing/ Testing/
 COPY Tests/TwoPC.Testing/ Tests/TwoPC.Testing/
 COPY Tests/Directory.Build.props Tests/
 RUN test -n "$PROJECT" || (echo "build with --build-arg PROJECT=<project directory>" >&2; exit 1)

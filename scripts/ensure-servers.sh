@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the server binaries TwoPC's tests and demo need are on this machine, installing them
 # with apt when missing. Idempotent; starts nothing (tests and the demo start private servers via
-# Tests/TwoPC.TestServers, which runs the same apt command itself when the binaries are missing).
+# Testing/TwoPC.TestServers, which runs the same apt command itself when the binaries are missing).
 #
 #   scripts/ensure-servers.sh              PostgreSQL server binaries (initdb, pg_ctl, postgres)
 #   scripts/ensure-servers.sh --rabbitmq   ... and rabbitmq-server
@@ -38,7 +38,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 has_pg_server() { [ -x "$1/initdb" ] && [ -x "$1/pg_ctl" ] && [ -x "$1/postgres" ]; }
 
-# Same search order as Tests/TwoPC.TestServers (PostgresBinaries.cs).
+# Same search order as Testing/TwoPC.TestServers (PostgresBinaries.cs).
 find_pg_bindir() {
   local dir
   if command -v pg_config >/dev/null 2>&1; then

@@ -124,7 +124,7 @@ public static class PostgresBenchmark
         Console.WriteLine(verdict);
         ResultsFile.Write("postgres.md", "PostgreSQL: two databases, one UPDATE each",
             $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- postgres {seconds.ToString(CultureInfo.InvariantCulture)}",
-            $"One private PostgreSQL {server.Version} server on loopback (fsync on, started by Tests/TwoPC.TestServers), two databases of {Rows:N0} rows; each transaction updates one random row in each. TwoPC: Begin, EnlistAsync in both, UPDATE, CommitAsync (durable WAL). Raw 2PC: the same SQL with PREPARE TRANSACTION / COMMIT PREPARED in parallel and no coordinator. One-phase: two plain COMMITs in parallel (not atomic). After a 4 s warm-up of every variant at 32 concurrent, each cell is measured twice ({seconds} s each, after a 1 s warm-up), in opposite variant orders, and averaged.",
+            $"One private PostgreSQL {server.Version} server on loopback (fsync on, started by Testing/TwoPC.TestServers), two databases of {Rows:N0} rows; each transaction updates one random row in each. TwoPC: Begin, EnlistAsync in both, UPDATE, CommitAsync (durable WAL). Raw 2PC: the same SQL with PREPARE TRANSACTION / COMMIT PREPARED in parallel and no coordinator. One-phase: two plain COMMITs in parallel (not atomic). After a 4 s warm-up of every variant at 32 concurrent, each cell is measured twice ({seconds} s each, after a 1 s warm-up), in opposite variant orders, and averaged.",
             table.ToString(), verdict, dataDirectory: server.DataDirectory);
         logDirectory.Delete(recursive: true);
         return 0;

@@ -63,6 +63,7 @@ public sealed class RabbitMqServer : IAsyncDisposable, IProcessExitCleanup
     }
 
     /// <summary>Always 127.0.0.1: the node listens on loopback only.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822:Mark members as static", Justification = "One of the server's connection facts, read from the instance like Port.")]
     public string Host => "127.0.0.1";
 
     /// <summary>The AMQP 0-9-1 port on 127.0.0.1.</summary>

@@ -6,15 +6,18 @@ namespace TwoPC.TestServers;
 /// </summary>
 public sealed class TestServerException : Exception
 {
+    /// <summary>Creates the exception.</summary>
     public TestServerException()
     {
     }
 
+    /// <summary>Creates the exception with what was tried and what happened.</summary>
     public TestServerException(string message)
         : base(message)
     {
     }
 
+    /// <summary>Creates the exception with what was tried and the error that stopped it.</summary>
     public TestServerException(string message, Exception innerException)
         : base(message, innerException)
     {

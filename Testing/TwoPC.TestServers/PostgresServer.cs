@@ -51,6 +51,7 @@ public sealed class PostgresServer : IAsyncDisposable, IProcessExitCleanup
     }
 
     /// <summary>Always 127.0.0.1: the server listens on loopback only.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822:Mark members as static", Justification = "One of the server's connection facts, read from the instance like Port.")]
     public string Host => "127.0.0.1";
 
     /// <summary>The TCP port on 127.0.0.1.</summary>

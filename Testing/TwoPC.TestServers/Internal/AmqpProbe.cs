@@ -19,7 +19,7 @@ internal static class AmqpProbe
     private const int MaxFrameSize = 128 * 1024;
     private static readonly byte[] ProtocolHeader = "AMQP"u8.ToArray().Concat(new byte[] { 0, 0, 9, 1 }).ToArray();
 
-    /// <summary>The greeting, or null with <paramref name="error"/> saying why there was none.</summary>
+    /// <summary>The greeting, or null with an error saying why there was none.</summary>
     public static async Task<(AmqpGreeting? Greeting, string? Error)> TryGreetAsync(string host, int port, TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
