@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Text;
 using Npgsql;
 using RabbitMQ.Client;
 using TwoPC.Participants.RabbitMq.Tests.Infrastructure;
+using TwoPC.Testing;
 using TwoPC.TestServers;
 
 namespace TwoPC.Participants.RabbitMq.Tests;
@@ -37,12 +37,11 @@ public sealed class Issue10InboxTests(RabbitMqFixture fixture)
         await PublishAsync(world, "poison.order", "poison-1", "garbage");
 
         var deadLettered = new List<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)>();
-        var clock = Stopwatch.StartNew();
-        while (deadLettered.Count == 0 && clock.Elapsed < TimeSpan.FromSeconds(20))
+        await Eventually.TrueAsync(async () =>
         {
             deadLettered.AddRange(await world.DrainAsync(RabbitMqTopology.DeadLetterQueue));
-            await Task.Delay(100);
-        }
+            return deadLettered.Count > 0;
+        }, TimeSpan.FromSeconds(20), () => $"not dead-lettered after {Volatile.Read(ref attempts)} deliveries in 20 s");
 
         Assert.True(deadLettered.Count == 1, $"not dead-lettered after {Volatile.Read(ref attempts)} deliveries in 20 s");
         Assert.Equal("poison-1", deadLettered[0].MessageId);
@@ -76,7 +75,7 @@ public sealed class Issue10InboxTests(RabbitMqFixture fixture)
             await PublishAsync(world, "order.placed", $"m-{i}", $"before {i}");
         }
 
-        await WaitUntilAsync(async () => await CountAsync(database) == 10);
+        await Eventually.TrueAsync(async () => await CountAsync(database) == 10, TimeSpan.FromSeconds(60));
 
         // The database goes away while messages keep coming.
         await postgres.StopAsync();
@@ -90,11 +89,11 @@ public sealed class Issue10InboxTests(RabbitMqFixture fixture)
         await postgres.StartAgainAsync();
 
         // Every message either has its effect or (the failure) was dead-lettered.
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             deadLettered.AddRange(await world.DrainAsync(RabbitMqTopology.DeadLetterQueue));
             return await CountAsync(database) + deadLettered.Count >= 30;
-        });
+        }, TimeSpan.FromSeconds(60));
         await Task.Delay(500);
         deadLettered.AddRange(await world.DrainAsync(RabbitMqTopology.DeadLetterQueue));
         Assert.Empty(deadLettered.Select(m => m.MessageId));
@@ -131,16 +130,6 @@ public sealed class Issue10InboxTests(RabbitMqFixture fixture)
                 // A pooled connection broken by the restart.
                 await Task.Delay(200);
             }
-        }
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "the condition did not hold within 60 s");
-            await Task.Delay(100);
         }
     }
 }

@@ -45,7 +45,7 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
         Assert.Equal(1, dropped);
         Assert.True(outcome.Kind == OutcomeKind.Committed, $"{outcome.Kind}: {outcome.Reason}");
         Assert.Empty(world.Coordinator.GetHeuristics());
-        var received = await ReceiveAllAsync(world);
+        var received = await world.DrainRecoveringAsync();
         Assert.Equal(["only"], received.DistinctBy(m => m.MessageId).Select(m => m.Body));
     }
 
@@ -250,12 +250,12 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
                 [postgres, rabbit]);
             await coordinator.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
             await using var consumer = await InboxConsumer.StartAsync(MessagingWorld.Factory(broker), world.Database, new InboxConsumerOptions { Queue = world.Queue }, RecordEffectAsync);
-            await WaitUntilAsync(async () => await world.ValueAsync(1) == 1, "the PostgreSQL branch was not committed while the broker was down");
+            await Eventually.TrueAsync(async () => await world.ValueAsync(1) == 1, TimeSpan.FromSeconds(60), () => "the PostgreSQL branch was not committed while the broker was down");
             Assert.Equal(1, coordinator.RecoveringTransactions);
 
             await broker.StartAgainAsync();
-            await WaitUntilAsync(() => Task.FromResult(coordinator.RecoveringTransactions == 0), "the publishing branch was not committed after the broker came back");
-            await WaitUntilAsync(async () => await EffectCountAsync(world) == 1, "the inbox consumer started while the broker was down consumed nothing");
+            await Eventually.TrueAsync(() => Task.FromResult(coordinator.RecoveringTransactions == 0), TimeSpan.FromSeconds(60), () => "the publishing branch was not committed after the broker came back");
+            await Eventually.TrueAsync(async () => await EffectCountAsync(world) == 1, TimeSpan.FromSeconds(60), () => "the inbox consumer started while the broker was down consumed nothing");
             Assert.Empty(coordinator.GetHeuristics());
         }
         finally
@@ -308,7 +308,7 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
         output.WriteLine($"item 22: the commit finished {stall.TotalSeconds:F2} s after the broker was back (outage 8 s plus the broker's restart)");
 
         Assert.True(outcome.Kind == OutcomeKind.Committed, $"{outcome.Kind}: {outcome.Reason}");
-        Assert.Equal(["after the outage"], (await ReceiveAllAsync(world)).DistinctBy(m => m.MessageId).Select(m => m.Body));
+        Assert.Equal(["after the outage"], (await world.DrainRecoveringAsync()).DistinctBy(m => m.MessageId).Select(m => m.Body));
     }
 
     private static async Task RecordEffectAsync(InboxMessage message, NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
@@ -325,29 +325,4 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
         return (long)(await count.ExecuteScalarAsync())!;
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string failure)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(60), failure + " (60 s)");
-            await Task.Delay(100);
-        }
-    }
-
-    private static async Task<List<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)>> ReceiveAllAsync(MessagingWorld world)
-    {
-        // The test's own connection may have been closed too and be recovering.
-        for (var attempt = 0; ; attempt++)
-        {
-            try
-            {
-                return await world.DrainAsync();
-            }
-            catch (Exception) when (attempt < 40)
-            {
-                await Task.Delay(500);
-            }
-        }
-    }
 }

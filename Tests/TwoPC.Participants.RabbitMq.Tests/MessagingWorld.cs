@@ -80,6 +80,22 @@ internal sealed class MessagingWorld : IAsyncDisposable
 
     public static ConnectionFactory Factory(RabbitMqServer broker) => new() { Uri = broker.AmqpUri, AutomaticRecoveryEnabled = true, NetworkRecoveryInterval = TimeSpan.FromMilliseconds(500) };
 
+    /// <summary><see cref="DrainAsync"/>, retried for up to 20 s while the test's own connection recovers (a test that closed the broker's connections).</summary>
+    public async Task<List<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)>> DrainRecoveringAsync()
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await DrainAsync();
+            }
+            catch (Exception) when (attempt < 40)
+            {
+                await Task.Delay(500);
+            }
+        }
+    }
+
     /// <summary>Takes every message now in <paramref name="queue"/> (acknowledging them).</summary>
     public async Task<List<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)>> DrainAsync(string? queue = null)
     {

@@ -155,7 +155,7 @@ public sealed class PublishingTests(RabbitMqFixture fixture)
 
         // At least once: a retried publish may duplicate; the ids say which message it is.
         await Task.Delay(500);
-        var received = await ReceiveAllAsync(world);
+        var received = await world.DrainRecoveringAsync();
         Assert.Equal(["a", "b"], received.DistinctBy(m => m.MessageId).Select(m => m.Body).Order());
     }
 
@@ -189,23 +189,7 @@ public sealed class PublishingTests(RabbitMqFixture fixture)
         var outcome = await tx.CommitAsync().WaitAsync(TimeSpan.FromSeconds(90));
         await restart!;
         Assert.Equal(OutcomeKind.Committed, outcome.Kind);
-        var received = await ReceiveAllAsync(world);
+        var received = await world.DrainRecoveringAsync();
         Assert.Equal(["kept"], received.DistinctBy(m => m.MessageId).Select(m => m.Body));
-    }
-
-    private static async Task<List<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)>> ReceiveAllAsync(MessagingWorld world)
-    {
-        // The test's own connection may also have been closed and be recovering.
-        for (var attempt = 0; ; attempt++)
-        {
-            try
-            {
-                return await world.DrainAsync();
-            }
-            catch (Exception) when (attempt < 20)
-            {
-                await Task.Delay(500);
-            }
-        }
     }
 }
