@@ -30,6 +30,7 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
         Xid = xid;
         Connection = connection;
         Transaction = transaction;
+        SessionId = connection.ProcessID;
         _logger = logger;
     }
 
@@ -49,6 +50,9 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
 
     /// <summary>The branch's PostgreSQL transaction on <see cref="Connection"/>.</summary>
     public NpgsqlTransaction Transaction { get; }
+
+    /// <summary>The process id of the branch's PostgreSQL session (read when the branch began, so it stays readable while the connection is busy or gone).</summary>
+    public int SessionId { get; }
 
     /// <inheritdoc />
     public IResourceManager ResourceManager => _rm;
@@ -78,11 +82,13 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
                 // works in a READ ONLY transaction.
                 _state = State.Preparing;
                 ulong? transactionId;
-                await using (var prepare = new NpgsqlBatch(Connection, Transaction))
+                var prepare = new NpgsqlBatch(Connection, Transaction);
+                await using (prepare.ConfigureAwait(false))
                 {
                     prepare.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_xact_id_if_assigned()::text"));
                     prepare.BatchCommands.Add(new NpgsqlBatchCommand("PREPARE TRANSACTION " + gid));
-                    await using var reader = await prepare.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    var reader = await prepare.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using var readerScope = reader.ConfigureAwait(false);
                     transactionId = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !await reader.IsDBNullAsync(0, cancellationToken).ConfigureAwait(false)
                         ? ulong.Parse(reader.GetString(0), System.Globalization.CultureInfo.InvariantCulture)
                         : null;
@@ -218,7 +224,7 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
                     // connection; Npgsql connections are not thread-safe, so end the session from another
                     // connection instead: the server rolls the transaction back and releases its locks, and the
                     // application's statement fails.
-                    await TerminateBackendAsync(cancellationToken).ConfigureAwait(false);
+                    await TerminateSessionAsync(cancellationToken).ConfigureAwait(false);
                     _state = State.Finished;
                     return BranchOutcome.RolledBack;
                 case State.Active:
@@ -263,21 +269,28 @@ public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
 
     private bool Busy => (Connection.FullState & (System.Data.ConnectionState.Executing | System.Data.ConnectionState.Fetching)) != 0;
 
-    private async Task TerminateBackendAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Ends the branch's PostgreSQL session from another connection of the data source (<c>pg_terminate_backend</c>): the
+    /// server rolls the transaction back and releases its locks, and a statement running on <see cref="Connection"/>
+    /// fails. Safe while another thread uses the connection, which Npgsql connections themselves are not.
+    /// </summary>
+    public async Task TerminateSessionAsync(CancellationToken cancellationToken)
     {
-        var pid = Connection.ProcessID;
-        await using var admin = await _rm.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
-        terminate.Parameters.AddWithValue(pid);
+        var admin = await _rm.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var adminScope = admin.ConfigureAwait(false);
+        var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
+        await using var terminateScope = terminate.ConfigureAwait(false);
+        terminate.Parameters.AddWithValue(SessionId);
         await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        _logger.BackendTerminated(Xid, pid);
+        _logger.BackendTerminated(Xid, SessionId);
     }
 
     private ReadOnlyMemory<byte> PreparedRecoveryData => _transactionId is { } id ? PostgresRecoveryData.Encode(id) : default;
 
     private async Task<ulong?> CurrentTransactionIdAsync(CancellationToken cancellationToken)
     {
-        await using var check = new NpgsqlCommand("SELECT pg_current_xact_id_if_assigned()::text", Connection, Transaction);
+        var check = new NpgsqlCommand("SELECT pg_current_xact_id_if_assigned()::text", Connection, Transaction);
+        await using var checkScope = check.ConfigureAwait(false);
         return await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string text
             ? ulong.Parse(text, System.Globalization.CultureInfo.InvariantCulture)
             : null;

@@ -191,7 +191,8 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
                 // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
                 // little longer so the two timers never fire together.
                 var ms = Math.Max(1, (long)Math.Ceiling((deadline - TimeProvider.System.GetUtcNow()).TotalMilliseconds));
-                await using var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
+                var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
+                await using var boundScope = bound.ConfigureAwait(false);
                 await bound.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -209,8 +210,10 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     {
         ArgumentNullException.ThrowIfNull(xid);
         await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var query = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @gid AND database = current_database())", connection);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var query = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @gid AND database = current_database())", connection);
+        await using var queryScope = query.ConfigureAwait(false);
         query.Parameters.AddWithValue("gid", xid.ToString());
         return (bool)(await query.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
@@ -268,15 +271,18 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
         var branches = new List<InDoubtBranch>();
         TimeSpan? oldestAge = null;
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
 
         // One scan serves both the in-doubt list (TwoPC's format only) and the age of the oldest prepared
         // transaction of any kind (all of them hold locks and hold back VACUUM).
         // Each branch's transaction id is remembered too (pg_prepared_xacts has the 32-bit xid; the next xid8 gives its
         // epoch), so a repeated commit after a restart that brings no recovery data can still be answered exactly.
-        await using (var scan = new NpgsqlCommand(
-            "SELECT gid, prepared, now() - prepared, transaction::text, pg_snapshot_xmax(pg_current_snapshot())::text FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared", connection))
-        await using (var reader = await scan.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        var scan = new NpgsqlCommand(
+            "SELECT gid, prepared, now() - prepared, transaction::text, pg_snapshot_xmax(pg_current_snapshot())::text FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared", connection);
+        await using var scanScope = scan.ConfigureAwait(false);
+        var reader = await scan.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -300,10 +306,12 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         ArgumentNullException.ThrowIfNull(xid);
         _prepared.TryRemove(xid.ToString(), out _);
         await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         if (await LegacyMarkersExistAsync(connection, cancellationToken).ConfigureAwait(false))
         {
-            await using var command = new NpgsqlCommand($"DELETE FROM {_legacyMarkers} WHERE gid = @gid", connection);
+            var command = new NpgsqlCommand($"DELETE FROM {_legacyMarkers} WHERE gid = @gid", connection);
+            await using var commandScope = command.ConfigureAwait(false);
             command.Parameters.AddWithValue("gid", xid.ToString());
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -314,25 +322,6 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
     /// <inheritdoc />
     public override string ToString() => Name;
-
-    /// <summary>Remembers a prepared branch's transaction id for phase-2 calls that bring no recovery data (a remote
-    /// participant's coordinator repeating a commit whose answer was lost). Bounded: the oldest are forgotten first.</summary>
-    internal void RememberPrepared(Xid xid, ulong transactionId)
-    {
-        var gid = xid.ToString();
-        if (_prepared.TryAdd(gid, transactionId))
-        {
-            _preparedOrder.Enqueue(gid);
-            while (_preparedOrder.Count > RememberedCapacity && _preparedOrder.TryDequeue(out var oldest))
-            {
-                _prepared.TryRemove(oldest, out _);
-            }
-        }
-        else
-        {
-            _prepared[gid] = transactionId;
-        }
-    }
 
     /// <summary>Finishes a prepared transaction that wrote nothing (a read-only branch): commit or rollback are the same.</summary>
     internal async Task FinishEmptyPreparedAsync(Xid xid, CancellationToken cancellationToken)
@@ -354,44 +343,6 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         _logger.GidInUse(xid, Name, node);
         return $"{ex.SqlState}: {ex.MessageText}. A transaction is already prepared under this gid, and only coordinator node '{node}' hands out its transaction ids: " +
             $"another coordinator may be using the same node id '{node}' with a different log. Node ids must be unique; give each coordinator its own.";
-    }
-
-    /// <summary>
-    /// A one-phase COMMIT of transaction <paramref name="transactionId"/> whose answer was lost: asks PostgreSQL, on
-    /// another connection, until the transaction has finished (a little while) — never a guess.
-    /// </summary>
-    internal async Task<BranchOutcome> ResolveOnePhaseAsync(Xid xid, ulong transactionId, CancellationToken cancellationToken)
-    {
-        // Its own budget: the caller's token may be what interrupted the COMMIT.
-        using var budget = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken.IsCancellationRequested ? CancellationToken.None : cancellationToken);
-        budget.CancelAfter(OnePhaseResolveBudget);
-        string? status;
-        try
-        {
-            status = await _resolveRetry.ExecuteAsync(
-                static async (state, ct) =>
-                {
-                    var answer = await state.rm.TransactionStatusAsync(state.transactionId, ct).ConfigureAwait(false);
-                    return answer == "in progress" ? throw new StillInProgressException() : answer;
-                },
-                (rm: this, transactionId),
-                budget.Token).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (budget.IsCancellationRequested && ex is OperationCanceledException or StillInProgressException || IsUnreachable(ex))
-        {
-            throw new PostgresOutcomeUnknownException(
-                $"The COMMIT of branch {xid} (transaction {transactionId}) was interrupted and PostgreSQL could not be asked, or had not finished it, within {OnePhaseResolveBudget.TotalSeconds:0} s: its outcome is unknown.", ex);
-        }
-
-        var outcome = status switch
-        {
-            "committed" => BranchOutcome.Committed,
-            "aborted" => BranchOutcome.RolledBack,
-            _ => BranchOutcome.Unknown,
-        };
-        _logger.OnePhaseResolved(xid, transactionId, status ?? "null", outcome);
-        CountLookup("one-phase", outcome);
-        return outcome;
     }
 
     /// <summary>A transient failure to reach the server (refused, reset, timed out, shutting down, starting up).</summary>
@@ -419,121 +370,23 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken)
     {
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand(sql, connection);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var command = new NpgsqlCommand(sql, connection);
+        await using var commandScope = command.ConfigureAwait(false);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary><c>pg_xact_status</c>: committed, aborted, in progress, or <see langword="null"/> when PostgreSQL no longer
-    /// knows (older than its commit-status horizon, or not a transaction of this server).</summary>
-    private async Task<string?> TransactionStatusAsync(ulong transactionId, CancellationToken cancellationToken)
-    {
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand("SELECT pg_xact_status($1::text::xid8)", connection);
-        command.Parameters.AddWithValue(transactionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        try
-        {
-            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
-        }
-        catch (PostgresException ex) when (ex.SqlState == InvalidParameterValue)
-        {
-            // "transaction ID … is in the future": not a transaction of this server as it is now (restored from a backup?).
-            _logger.TransactionIdFromTheFuture(Name, transactionId, ex.MessageText);
-            return null;
-        }
-    }
-
-    /// <summary>No prepared transaction under the gid: PostgreSQL's record of its transaction id says what became of it.</summary>
-    private async Task<BranchOutcome> FinishedAlreadyAsync(Xid xid, string operation, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
-    {
-        BranchOutcome outcome;
-        string evidence;
-        if ((PostgresRecoveryData.TryDecode(recoveryData.Span) ?? Remembered(xid)) is { } transactionId)
-        {
-            var status = await TransactionStatusAsync(transactionId, cancellationToken).ConfigureAwait(false);
-            outcome = status switch
-            {
-                "committed" => BranchOutcome.Committed,
-                "aborted" => BranchOutcome.RolledBack,
-
-                // Being finished by another session right now: ask again (the coordinator retries).
-                "in progress" => throw new PostgresOutcomeUnknownException($"Branch {xid}: no prepared transaction under its gid, but its transaction {transactionId} is still in progress; asked again later."),
-                _ => BranchOutcome.Unknown,
-            };
-            evidence = $"pg_xact_status({transactionId}) is {status ?? "null (PostgreSQL no longer knows)"}";
-        }
-        else
-        {
-            await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            if (await LegacyMarkerExistsAsync(connection, xid, cancellationToken).ConfigureAwait(false))
-            {
-                outcome = BranchOutcome.Committed;
-                evidence = "no transaction id in the recovery data; a marker row of an older version is present";
-            }
-            else
-            {
-                // Presumed abort for a rollback; a commit cannot tell a branch committed long ago from one someone rolled back.
-                outcome = operation == "COMMIT" ? BranchOutcome.Unknown : BranchOutcome.RolledBack;
-                evidence = "no transaction id in the recovery data (a decision logged by an older version) and no marker row";
-            }
-        }
-
-        if ((operation == "COMMIT" && outcome == BranchOutcome.Committed) || (operation == "ROLLBACK" && outcome == BranchOutcome.RolledBack))
-        {
-            _logger.AlreadyDone(xid, operation, outcome, evidence); // the expected repeat: nothing anyone must look at
-        }
-        else
-        {
-            _logger.AlreadyResolved(xid, operation, evidence, outcome);
-        }
-
-        CountLookup(operation == "COMMIT" ? "commit-prepared" : "rollback-prepared", outcome);
-        return outcome;
-    }
-
-    /// <summary>The 64-bit id of a running (prepared) transaction whose 32-bit xid is <paramref name="xid"/>: the one
-    /// just below <paramref name="nextXid8"/> (a running transaction is less than 2^31 transactions old).</summary>
-    internal static ulong WithEpoch(ulong xid, ulong nextXid8)
-    {
-        var candidate = (nextXid8 & 0xFFFF_FFFF_0000_0000UL) | (xid & 0xFFFF_FFFFUL);
-        return candidate >= nextXid8 && candidate >= 1UL << 32 ? candidate - (1UL << 32) : candidate;
-    }
-
-    private static ulong ParseId(string text) => ulong.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
-
-    private void CountLookup(string operation, BranchOutcome outcome) => _lookups.Add(
-        1,
-        new KeyValuePair<string, object?>("twopc.resource_manager", Name),
-        new KeyValuePair<string, object?>("twopc.operation", operation),
-        new KeyValuePair<string, object?>("twopc.branch.outcome", outcome.ToString()));
-
-    private ulong? Remembered(Xid xid) => _prepared.TryGetValue(xid.ToString(), out var id) ? id : null;
-
-    private async Task<bool> LegacyMarkersExistAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var exists = new NpgsqlCommand($"SELECT to_regclass('{_legacyMarkers}') IS NOT NULL", connection);
-        return (bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-    }
-
-    private async Task<bool> LegacyMarkerExistsAsync(NpgsqlConnection connection, Xid xid, CancellationToken cancellationToken)
-    {
-        if (!await LegacyMarkersExistAsync(connection, cancellationToken).ConfigureAwait(false))
-        {
-            return false;
-        }
-
-        await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {_legacyMarkers} WHERE gid = @gid)", connection);
-        command.Parameters.AddWithValue("gid", xid.ToString());
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     private async Task CheckServerAsync(CancellationToken cancellationToken)
     {
-        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         int maxPrepared, maxConnections;
-        await using (var settings = new NpgsqlCommand(
-            "SELECT current_setting('max_prepared_transactions')::int, current_setting('max_connections')::int", connection))
-        await using (var reader = await settings.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        var settings = new NpgsqlCommand(
+            "SELECT current_setting('max_prepared_transactions')::int, current_setting('max_connections')::int", connection);
+        await using var settingsScope = settings.ConfigureAwait(false);
+        var reader = await settings.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
         {
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             maxPrepared = reader.GetInt32(0);
@@ -555,12 +408,6 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
 
         _ready = true;
         _logger.Ready(Name, maxPrepared, maxConnections);
-    }
-
-    /// <summary>The transaction is still finishing: ask again.</summary>
-    private sealed class StillInProgressException : Exception
-    {
-        public StillInProgressException() : base("The transaction is still in progress.") { }
     }
 
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]

@@ -12,66 +12,6 @@ using RabbitMQ.Client.Exceptions;
 
 namespace TwoPC.Participants.RabbitMq;
 
-/// <summary>A delivered message, as the handler sees it.</summary>
-/// <param name="MessageId">The publisher's stable message id (the inbox key).</param>
-/// <param name="Exchange">The exchange it was published to.</param>
-/// <param name="RoutingKey">Its routing key.</param>
-/// <param name="Body">A copy of the body (valid after the handler returns).</param>
-/// <param name="Type">The AMQP <c>type</c> property.</param>
-/// <param name="Headers">Application headers; byte-array values decoded as UTF-8 strings.</param>
-/// <param name="DeliveryCount">How many deliveries of it failed before (0 on the first delivery).</param>
-public sealed record InboxMessage(string MessageId, string Exchange, string RoutingKey, ReadOnlyMemory<byte> Body, string? Type, IReadOnlyDictionary<string, string> Headers, long DeliveryCount);
-
-/// <summary>The application's handler: do the message's effect on <paramref name="connection"/> within <paramref name="transaction"/>.</summary>
-public delegate Task InboxHandler(InboxMessage message, NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken);
-
-/// <summary>Settings of an <see cref="InboxConsumer"/>.</summary>
-public sealed class InboxConsumerOptions
-{
-    /// <summary>The queue to consume (required).</summary>
-    public string Queue { get; set; } = string.Empty;
-
-    /// <summary>The consumer's name in the inbox (messages are deduplicated per consumer); defaults to <see cref="Queue"/>.</summary>
-    public string? ConsumerName { get; set; }
-
-    /// <summary>Unacknowledged messages the broker may hand over at once. Default 32.</summary>
-    public ushort Prefetch { get; set; } = 32;
-
-    /// <summary>Messages handled in parallel. Default 4.</summary>
-    public ushort Concurrency { get; set; } = 4;
-
-    /// <summary>
-    /// After this many failed deliveries a message is dead-lettered with the last error. Default 5. Only failures
-    /// of the handler count (not an unreachable database). The consumer counts them itself per message id, so the
-    /// limit holds on every queue type; on a quorum queue the broker's <c>x-delivery-count</c> is honoured too
-    /// (it also counts deliveries to a consumer that crashed).
-    /// </summary>
-    public int DeliveryLimit { get; set; } = 5;
-
-    /// <summary>Schema of the inbox table (created if missing). Default <c>twopc</c>.</summary>
-    public string InboxSchema { get; set; } = "twopc";
-
-    /// <summary>How long an inbox row is kept; must exceed the longest redelivery horizon. Default 7 days.</summary>
-    public TimeSpan InboxRetention { get; set; } = TimeSpan.FromDays(7);
-
-    /// <summary>At most this many expired inbox rows are deleted per cleanup round. Default 5,000.</summary>
-    public int CleanupBatchSize { get; set; } = 5_000;
-
-    /// <summary>How often expired inbox rows are cleaned up. Default 1 minute.</summary>
-    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
-
-    /// <summary>
-    /// The longest pause between two attempts to handle a message while its database is unreachable (connection
-    /// refused, server shutting down or restarting, too many connections). Such failures are not the handler's:
-    /// the delivery is held and retried with backoff from 100 ms up to this, without counting towards
-    /// <see cref="DeliveryLimit"/>. Default 5 s.
-    /// </summary>
-    public TimeSpan DatabaseRetryMaxDelay { get; set; } = TimeSpan.FromSeconds(5);
-
-    /// <summary>Test hook between the database commit and the ack (the crash tests kill the consumer there).</summary>
-    internal Func<InboxMessage, ValueTask>? AfterCommit { get; set; }
-}
-
 /// <summary>
 /// Consumes a queue with exactly-once effects: each message is handled inside a PostgreSQL transaction
 /// whose first statement inserts the message id into an inbox (<c>INSERT … ON CONFLICT DO NOTHING</c>);
@@ -267,22 +207,6 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         _logger.ConsumerStarted(_options.Queue, _consumer);
     }
 
-    private async Task CreateInboxAsync(CancellationToken cancellationToken)
-    {
-        await using var create = _dataSource.CreateCommand(
-            $"CREATE SCHEMA IF NOT EXISTS {_options.InboxSchema}; " +
-            $"CREATE TABLE IF NOT EXISTS {_inbox} (consumer text NOT NULL, message_id text NOT NULL, received_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer, message_id)); " +
-            $"CREATE INDEX IF NOT EXISTS inbox_received_at ON {_inbox} USING brin (received_at)");
-        try
-        {
-            await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (PostgresException ex) when (ex.SqlState is "23505" or "42P07")
-        {
-            // Created concurrently by another consumer.
-        }
-    }
-
     private async Task OnReceivedAsync(IChannel channel, BasicDeliverEventArgs delivery)
     {
         var messageId = delivery.BasicProperties.MessageId;
@@ -360,84 +284,6 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Whether <paramref name="exception"/> says the database could not be reached or is not serving (rather than
-    /// that the handler failed): no connection could be opened (refused, timed out, pool exhausted), the
-    /// connection broke (I/O error), the server is shutting down or starting (57P01-57P03), a connection
-    /// exception (08xxx), insufficient resources (53xxx, e.g. 53300 too many connections) or a system error (58xxx).
-    /// A command that timed out on a working connection is the handler's failure: it counts.
-    /// </summary>
-    internal static bool IsDatabaseUnavailable(Exception exception)
-    {
-        for (var ex = exception; ex is not null; ex = ex.InnerException)
-        {
-            switch (ex)
-            {
-                case DatabaseUnavailableException:
-                    return true;
-                case PostgresException pg:
-                    return pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
-                        || pg.SqlState.StartsWith("58", StringComparison.Ordinal) || pg.SqlState is "57P01" or "57P02" or "57P03";
-                case NpgsqlOperationInProgressException:
-                    return false; // the handler used its connection concurrently: its own bug
-                case NpgsqlException npgsql:
-                    // No server error: the connection broke under the command (I/O), or the command timed out.
-                    return HasInner<System.IO.IOException>(npgsql) || HasInner<System.Net.Sockets.SocketException>(npgsql);
-            }
-        }
-
-        return false;
-    }
-
-    private static bool HasInner<T>(Exception exception)
-        where T : Exception
-    {
-        for (var ex = exception.InnerException; ex is not null; ex = ex.InnerException)
-        {
-            if (ex is T)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private static bool IsUnreachable(Exception exception) =>
-        IsDatabaseUnavailable(exception) || exception is AlreadyClosedException or BrokerUnreachableException or System.IO.IOException;
-
-    /// <returns><see langword="true"/> when the message was processed before (nothing was done).</returns>
-    private async Task<bool> HandleInTransactionAsync(InboxMessage message, CancellationToken cancellationToken)
-    {
-        NpgsqlConnection connection;
-        try
-        {
-            connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
-        {
-            // Not one statement of the handler ran: whatever went wrong, it is not the message's fault.
-            throw new DatabaseUnavailableException(ex);
-        }
-
-        await using var _ = connection.ConfigureAwait(false);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var claim = new NpgsqlCommand($"INSERT INTO {_inbox} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", connection, transaction))
-        {
-            claim.Parameters.AddWithValue(_consumer);
-            claim.Parameters.AddWithValue(message.MessageId);
-            if (await claim.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
-            {
-                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                return true;
-            }
-        }
-
-        await _handler(message, connection, transaction, cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return false;
-    }
-
     private async Task DeadLetterAsync(IChannel channel, BasicDeliverEventArgs delivery, string reason)
     {
         var headers = delivery.BasicProperties.Headers is { } original ? new Dictionary<string, object?>(original, StringComparer.Ordinal) : new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -465,39 +311,6 @@ public sealed partial class InboxConsumer : IAsyncDisposable
 
         _logger.DeadLettered(delivery.BasicProperties.MessageId ?? "(none)", _options.Queue, reason);
         await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false).ConfigureAwait(false);
-    }
-
-    /// <summary>Deletes inbox rows older than the retention, in bounded batches.</summary>
-    public async Task<int> CleanupAsync(CancellationToken cancellationToken = default)
-    {
-        await using var command = _dataSource.CreateCommand(
-            $"DELETE FROM {_inbox} WHERE ctid IN (SELECT ctid FROM {_inbox} WHERE consumer = $1 AND received_at < now() - $2 LIMIT $3)");
-        command.Parameters.AddWithValue(_consumer);
-        command.Parameters.AddWithValue(_options.InboxRetention);
-        command.Parameters.AddWithValue(_options.CleanupBatchSize);
-        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    private async Task CleanupLoopAsync(CancellationToken stopping)
-    {
-        using var timer = new PeriodicTimer(_options.CleanupInterval);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
-            {
-                try
-                {
-                    await CleanupAsync(stopping).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    _logger.CleanupFailed(ex, _options.Queue);
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
     }
 
     private static Dictionary<string, string> Headers(IDictionary<string, object?>? headers)
@@ -565,7 +378,3 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
     private static partial Regex SchemaName();
 }
-
-/// <summary>The inbox database could not be reached: no connection could be opened.</summary>
-internal sealed class DatabaseUnavailableException(Exception innerException)
-    : Exception("The inbox database cannot be reached: " + innerException.Message, innerException);

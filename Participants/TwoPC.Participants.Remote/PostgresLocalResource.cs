@@ -16,7 +16,7 @@ internal sealed class PostgresLocalResource(PostgresResourceManager resourceMana
         new PostgresLocalResource(await PostgresResourceManager.CreateAsync(name, dataSource, loggerFactory: loggers, meterFactory: meterFactory, cancellationToken: cancellationToken).ConfigureAwait(false));
 
     public async ValueTask<ILocalBranch> BeginBranchAsync(Xid xid, DateTimeOffset deadline, CancellationToken cancellationToken) =>
-        new PostgresLocalBranch(ResourceManager.DataSource, await ResourceManager.BeginBranchAsync(xid, deadline, cancellationToken).ConfigureAwait(false));
+        new PostgresLocalBranch(await ResourceManager.BeginBranchAsync(xid, deadline, cancellationToken).ConfigureAwait(false));
 
     public ValueTask<bool> IsPreparedAsync(Xid xid, CancellationToken cancellationToken) => ResourceManager.IsPreparedAsync(xid, cancellationToken);
 
@@ -33,23 +33,16 @@ internal sealed class PostgresLocalResource(PostgresResourceManager resourceMana
     public void Dispose() => ResourceManager.Dispose();
 }
 
-/// <summary>A branch's PostgreSQL transaction; its backend pid is read where it begins, on the request's thread.</summary>
-internal sealed class PostgresLocalBranch(NpgsqlDataSource dataSource, PostgresBranch branch) : ILocalBranch
+/// <summary>A branch's PostgreSQL transaction.</summary>
+internal sealed class PostgresLocalBranch(PostgresBranch branch) : ILocalBranch
 {
     public PostgresBranch Branch { get; } = branch;
 
-    public int SessionId { get; } = branch.Connection.ProcessID;
+    public int SessionId => Branch.SessionId;
 
     public ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken) => Branch.PrepareAsync(cancellationToken);
 
-    // pg_terminate_backend from a connection of its own.
-    public async Task TerminateSessionAsync(CancellationToken cancellationToken)
-    {
-        await using var other = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", other);
-        terminate.Parameters.AddWithValue(SessionId);
-        await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public Task TerminateSessionAsync(CancellationToken cancellationToken) => Branch.TerminateSessionAsync(cancellationToken);
 
     public ValueTask DisposeAsync() => Branch.DisposeAsync();
 }
