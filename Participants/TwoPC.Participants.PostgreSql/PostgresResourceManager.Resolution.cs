@@ -1,18 +1,11 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
-using System.Text.RegularExpressions;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
-using Polly;
-using Polly.Retry;
-using TwoPC.Diagnostics;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Participants.PostgreSql;
 
-// Phase 2 by XID when no transaction is prepared under the gid: what PostgreSQL's record of the branch's transaction id (pg_xact_status) says became of it, the ids remembered for calls without recovery data, and the marker rows of older versions.
+// Phase 2 by XID when no transaction is prepared under the gid: what PostgreSQL's record of the branch's transaction
+// id (pg_xact_status) says became of it, the ids remembered for calls without recovery data, and the marker rows of
+// older versions.
 public sealed partial class PostgresResourceManager
 {
     /// <summary>Remembers a prepared branch's transaction id for phase-2 calls that bring no recovery data (a remote

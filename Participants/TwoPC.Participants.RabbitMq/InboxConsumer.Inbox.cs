@@ -1,18 +1,10 @@
-using System.Collections.Concurrent;
-using System.Text;
-using System.Text.RegularExpressions;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
-using Polly;
-using Polly.Retry;
-using RabbitMQ.Client;
-using RabbitMQ.Client.Events;
 using RabbitMQ.Client.Exceptions;
 
 namespace TwoPC.Participants.RabbitMq;
 
-// The inbox table: creating it, handling a message inside the transaction that claims its id, telling an unreachable database from a failing handler, and cleaning up expired rows.
+// The inbox table: creating it, handling a message inside the transaction that claims its id, telling an unreachable
+// database from a failing handler, and cleaning up expired rows.
 public sealed partial class InboxConsumer
 {
     private async Task CreateInboxAsync(CancellationToken cancellationToken)

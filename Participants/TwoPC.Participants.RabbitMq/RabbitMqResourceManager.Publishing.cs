@@ -1,18 +1,12 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
-using System.Globalization;
 using System.Text;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
-using TwoPC.Diagnostics;
-using TwoPC.Protocol;
 using TwoPC.Transactions;
 
 namespace TwoPC.Participants.RabbitMq;
 
-// Phase 2: publishing a branch's staged messages with confirms, per-message progress across attempts, and parking the undeliverable.
+// Phase 2: publishing a branch's staged messages with confirms, per-message progress across attempts, and parking the
+// undeliverable.
 public sealed partial class RabbitMqResourceManager
 {
     internal async Task<BranchOutcome> PublishAsync(Xid xid, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Npgsql;
@@ -6,7 +5,8 @@ using TwoPC.TestServers.Internal;
 
 namespace TwoPC.TestServers;
 
-// The server's process: initdb, starting it on a free port, probing it, stopping it, and the failure messages that quote its log.
+// The server's process: initdb, starting it on a free port, probing it, stopping it, and the failure messages that
+// quote its log.
 public sealed partial class PostgresServer
 {
     private async Task InitializeAsync(CancellationToken cancellationToken)

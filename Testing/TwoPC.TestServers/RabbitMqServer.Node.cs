@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using TwoPC.TestServers.Internal;
 
 namespace TwoPC.TestServers;
 
-// The node's process: starting it on free ports, waiting until it serves, stopping it, running rabbitmqctl with the node's environment, and the failure messages that quote its log.
+// The node's process: starting it on free ports, waiting until it serves, stopping it, running rabbitmqctl with the
+// node's environment, and the failure messages that quote its log.
 public sealed partial class RabbitMqServer
 {
     private async Task StartNodeAsync(bool choosePorts, string what, CancellationToken cancellationToken)

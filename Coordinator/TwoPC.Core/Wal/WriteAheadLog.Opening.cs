@@ -7,7 +7,9 @@ using TwoPC.Durability;
 
 namespace TwoPC.Wal;
 
-// Opening: take the lock, read the manifest, verify and replay the current segment, repair a torn tail or refuse damage, create a new log; also the manifest and segment writes the checkpoint shares. The format is specified in WriteAheadLog.cs.
+// Opening: take the lock, read the manifest, verify and replay the current segment, repair a torn tail or refuse
+// damage, create a new log; also the manifest and segment writes the checkpoint shares. The format is specified in
+// WriteAheadLog.cs.
 internal sealed partial class WriteAheadLog
 {
     /// <summary>
