@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using TwoPC.Client;
+using TwoPC.Coordinator.Server.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using TwoPC.Protocol;
 using TwoPC.Recovery;
@@ -25,19 +26,26 @@ public static class TwoPCApiEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch)))
-            .WithTags("Coordinator").Produces<CoordinatorInfoDto>();
-        var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
+            .WithTags("Coordinator").Produces<CoordinatorInfoDto>()
+            .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized);
+        var tx = endpoints.MapGroup("/transactions").WithTags("Transactions")
+            .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden);
         tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
-            .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
+            .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest)
+            .AddEndpointFilter(TransactionAccess.BeginAsync);
         tx.MapGet("/{id}", GetStatus)
-            .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest);
+            .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest)
+            .AddEndpointFilter(TransactionAccess.ReadAsync).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/{id}/branches", RegisterBranchAsync).Accepts<RegisterBranchRequest>("application/json")
             .Produces<RegisterBranchResponse>(StatusCodes.Status201Created)
-            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
+            .AddEndpointFilter(TransactionAccess.RegisterAsync);
         tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
-            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound)
+            .AddEndpointFilter(TransactionAccess.DecideAsync);
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
-            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound)
+            .AddEndpointFilter(TransactionAccess.DecideAsync);
 
         Messaging.MapMessaging(tx);
 
@@ -75,7 +83,7 @@ public static class TwoPCApiEndpoints
 
         try
         {
-            var tx = registry.Begin(timeout);
+            var tx = registry.Begin(timeout, ApiCaller.From(request.HttpContext.User).Owner);
             return Results.Created($"/transactions/{tx.Id}", new BeginTransactionResponse(tx.Id.ToString(), tx.Deadline));
         }
         catch (ArgumentOutOfRangeException ex)
@@ -110,6 +118,11 @@ public static class TwoPCApiEndpoints
         if (!ResourceManagerName.IsValid(name))
         {
             return BadRequest($"resourceManager must be {ResourceManagerName.Rule}.");
+        }
+
+        if (TransactionAccess.RefuseBranchName(request.HttpContext, name) is { } refused)
+        {
+            return refused;
         }
 
         if (!HttpParticipantResourceManager.TryParseCallbackUrl(body.Value.CallbackUrl, out var callbackUrl))
@@ -372,7 +385,7 @@ public static class TwoPCApiEndpoints
     internal static IResult BadRequest(string detail) =>
         Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: detail);
 
-    private static IResult NotFound(GlobalTransactionId id) =>
+    internal static IResult NotFound(GlobalTransactionId id) =>
         Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown transaction", detail: $"The coordinator has no record of {id}.");
 
     private static IResult NotActive(GlobalTransactionId id) =>
