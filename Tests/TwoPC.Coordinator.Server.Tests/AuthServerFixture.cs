@@ -78,12 +78,8 @@ public sealed class AuthServerFixture : IAsyncLifetime
     }
 
     /// <summary>A client of the API sending <c>Authorization: ApiKey {key}</c> on every request.</summary>
-    public TwoPCClient Client(string apiKey)
-    {
-        var http = new HttpClient { BaseAddress = Url };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("ApiKey", apiKey);
-        return new TwoPCClient(http);
-    }
+    public TwoPCClient Client(string apiKey) =>
+        new(new HttpClient(new ApiKeyHandler(apiKey, new SocketsHttpHandler())) { BaseAddress = Url });
 
     /// <summary>A participant's client of the API, every request signed with its key (what the participant SDK does).</summary>
     public HttpClient Participant(string name, string key) =>
