@@ -75,7 +75,7 @@ public static class ApiAuthentication
 
     /// <summary>Whether the request presents credentials of any kind (wrong ones are refused even with anonymous access on).</summary>
     internal static bool PresentsCredentials(HttpRequest request) =>
-        request.Headers.Authorization.Count > 0 || request.Headers.ContainsKey(TwoPCApiEndpoints.ApiKeyHeader) || ParticipantSignatureAuthenticationHandler.IsSigned(request);
+        request.Headers.Authorization.Count > 0 || !string.IsNullOrEmpty(request.Headers[TwoPCApiEndpoints.ApiKeyHeader].ToString()) || ParticipantSignatureAuthenticationHandler.IsSigned(request);
 
     private static string SelectScheme(HttpRequest request, bool bearer)
     {

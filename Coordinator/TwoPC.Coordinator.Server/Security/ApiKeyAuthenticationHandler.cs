@@ -42,7 +42,8 @@ internal sealed class ApiKeyAuthenticationHandler(
             return Task.FromResult(Success(ApiCaller.Identity(CallerKind.Client, name, "apikey:" + name)));
         }
 
-        if (headers.TryGetValue(TwoPCApiEndpoints.ApiKeyHeader, out var admin))
+        // An empty X-Api-Key is no credential (the admin client sends one when it has no key, for show).
+        if (headers.TryGetValue(TwoPCApiEndpoints.ApiKeyHeader, out var admin) && !string.IsNullOrEmpty(admin.ToString()))
         {
             if (admin.Count != 1 || admin[0] is not { Length: > 0 and <= MaxKeyLength } adminKey || !clients.IsAdmin(adminKey))
             {
