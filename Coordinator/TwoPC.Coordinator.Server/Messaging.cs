@@ -45,8 +45,7 @@ public static class Messaging
     internal static void MapMessaging(RouteGroupBuilder transactions) =>
         transactions.MapPost("/{id}/messages", PublishAsync).Accepts<PublishMessageRequest>("application/json")
             .Produces<PublishMessageResponse>(StatusCodes.Status202Accepted)
-            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
-            .AddEndpointFilter(Security.TransactionAccess.DecideAsync);
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
 
     private static async Task<IResult> PublishAsync(string id, HttpRequest request, TransactionRegistry registry)
     {

@@ -28,24 +28,22 @@ public static class TwoPCApiEndpoints
         endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch)))
             .WithTags("Coordinator").Produces<CoordinatorInfoDto>()
             .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized);
-        var tx = endpoints.MapGroup("/transactions").WithTags("Transactions")
-            .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden);
+        var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
+
+        // Every transaction endpoint: an authenticated caller (or anonymous, where allowed), acting within its rights.
+        tx.RequireAuthorization(ApiAuthentication.CallerPolicy).AddEndpointFilter(TransactionAccess.CheckAsync)
+            .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
-            .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest)
-            .AddEndpointFilter(TransactionAccess.BeginAsync);
+            .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
         tx.MapGet("/{id}", GetStatus)
-            .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest)
-            .AddEndpointFilter(TransactionAccess.ReadAsync).ProducesProblem(StatusCodes.Status404NotFound);
+            .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest);
         tx.MapPost("/{id}/branches", RegisterBranchAsync).Accepts<RegisterBranchRequest>("application/json")
             .Produces<RegisterBranchResponse>(StatusCodes.Status201Created)
-            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
-            .AddEndpointFilter(TransactionAccess.RegisterAsync);
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
-            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound)
-            .AddEndpointFilter(TransactionAccess.DecideAsync);
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
-            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound)
-            .AddEndpointFilter(TransactionAccess.DecideAsync);
+            .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
 
         Messaging.MapMessaging(tx);
 

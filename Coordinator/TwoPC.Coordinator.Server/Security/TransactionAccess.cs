@@ -11,8 +11,27 @@ namespace TwoPC.Coordinator.Server.Security;
 /// </summary>
 internal static class TransactionAccess
 {
+    /// <summary>
+    /// The filter of the <c>/transactions</c> group: picks the rule by the endpoint's method and route. A route this
+    /// does not know is decided by the owner only, so an endpoint added later is closed until given its rule.
+    /// </summary>
+    public static ValueTask<object?> CheckAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var http = context.HttpContext;
+        var pattern = (http.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText?.TrimEnd('/') ?? string.Empty;
+        var method = http.Request.Method;
+        return (method, pattern) switch
+        {
+            _ when HttpMethods.IsPost(method) && pattern.EndsWith("/transactions", StringComparison.Ordinal) => BeginAsync(context, next),
+            _ when HttpMethods.IsGet(method) && pattern.EndsWith("/transactions/{id}", StringComparison.Ordinal) => ReadAsync(context, next),
+            _ when HttpMethods.IsPost(method) && pattern.EndsWith("/transactions/{id}/branches", StringComparison.Ordinal) => RegisterAsync(context, next),
+            _ => DecideAsync(context, next),
+        };
+    }
+
     /// <summary><c>POST /transactions</c>: clients (and anonymous callers) only.</summary>
-    public static async ValueTask<object?> BeginAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static async ValueTask<object?> BeginAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var caller = ApiCaller.From(context.HttpContext.User);
         return caller.Kind is CallerKind.Client or CallerKind.Anonymous
@@ -21,7 +40,7 @@ internal static class TransactionAccess
     }
 
     /// <summary><c>GET /transactions/{id}</c>: the client that began it; participants and the admin key, any.</summary>
-    public static async ValueTask<object?> ReadAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static async ValueTask<object?> ReadAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var caller = ApiCaller.From(context.HttpContext.User);
         return caller.Kind is CallerKind.Client && NotOwned(context.HttpContext, caller) is { } notFound
@@ -30,7 +49,7 @@ internal static class TransactionAccess
     }
 
     /// <summary>Commit, rollback, messages: only the client that began the transaction.</summary>
-    public static async ValueTask<object?> DecideAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static async ValueTask<object?> DecideAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var caller = ApiCaller.From(context.HttpContext.User);
         if (caller.Kind is CallerKind.Participant or CallerKind.Admin)
@@ -42,7 +61,7 @@ internal static class TransactionAccess
     }
 
     /// <summary><c>POST /transactions/{id}/branches</c>: participants (the name is checked by <see cref="RefuseBranchName"/>).</summary>
-    public static async ValueTask<object?> RegisterAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static async ValueTask<object?> RegisterAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var caller = ApiCaller.From(context.HttpContext.User);
         return caller.Kind is CallerKind.Participant or CallerKind.Anonymous
