@@ -67,6 +67,14 @@ public sealed class AnonymousAccessTests : IDisposable
         Assert.Contains("Coordinator:Clients:alpha:ApiKey", error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Item05_Two_clients_sharing_one_api_key_refuse_to_start()
+    {
+        var error = await StartFailsAsync("--Urls=http://127.0.0.1:0", $"--Coordinator:Clients:alpha:ApiKey={AuthServerFixture.AlphaKey}",
+            $"--Coordinator:Clients:beta:ApiKey={AuthServerFixture.AlphaKey}");
+        Assert.Contains("Coordinator:Clients:beta:ApiKey", error, StringComparison.Ordinal);
+    }
+
     private async Task<string> StartFailsAsync(params string[] args)
     {
         var error = await Assert.ThrowsAnyAsync<Exception>(async () =>

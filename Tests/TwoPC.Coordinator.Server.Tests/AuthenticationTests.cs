@@ -164,7 +164,7 @@ public sealed class AuthenticationTests(AuthServerFixture server) : IClassFixtur
         // But it does not decide: commit is the client's.
         using (var commit = await payments.PostAsync($"transactions/{id}/commit", null))
         {
-            Assert.True(commit.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.NotFound, $"{commit.StatusCode}");
+            await AssertProblemAsync(commit, HttpStatusCode.Forbidden);
         }
 
         Assert.Equal(TransactionStateDto.Active, (await alpha.GetStatusAsync(id)).State);
@@ -255,6 +255,15 @@ public sealed class AuthenticationTests(AuthServerFixture server) : IClassFixtur
             await AssertProblemAsync(read, HttpStatusCode.Unauthorized);
         }
 
+        // A token's own claims make nobody a participant: a bearer client registers no branch.
+        using (var claimsParticipant = server.Bearer(AuthServerFixture.Token("payments", AuthServerFixture.JwtSigningKey)))
+        {
+            var mine = await new TwoPCClient(claimsParticipant).BeginAsync(TimeSpan.FromSeconds(30));
+            using var register = await claimsParticipant.PostAsJsonAsync($"transactions/{mine.Id}/branches", new { resourceManager = "payments", callbackUrl = server.Participants.CallbackUrl("payments") });
+            await AssertProblemAsync(register, HttpStatusCode.Forbidden);
+            await mine.RollbackAsync();
+        }
+
         // Another subject of the same issuer is another client.
         using var dave = server.Bearer(AuthServerFixture.Token("dave", AuthServerFixture.JwtSigningKey));
         using var daveReads = await dave.GetAsync($"transactions/{tx.Id}");
@@ -273,7 +282,7 @@ public sealed class AuthenticationTests(AuthServerFixture server) : IClassFixtur
         using var request = new HttpRequestMessage(HttpMethod.Post, $"transactions/{id}/rollback");
         request.Headers.TryAddWithoutValidation(TwoPCAdminClient.ApiKeyHeader, AuthServerFixture.AdminKey);
         using var rollback = await http.SendAsync(request);
-        Assert.True(rollback.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.NotFound, $"{rollback.StatusCode}");
+        await AssertProblemAsync(rollback, HttpStatusCode.Forbidden);
         Assert.Equal(TransactionStateDto.Active, (await alpha.GetStatusAsync(id)).State);
 
         var wrong = new TwoPCAdminClient(http, "not-the-admin-key-0123456789abcdefghijkl");
