@@ -22,7 +22,13 @@ public static class TwoPCHeaders
 /// (<see cref="HttpClientTransactionExtensions.SendInTransactionAsync"/>), then commit or roll back.
 /// Participant services use it to register their branches and to ask for decisions during recovery.
 /// </summary>
-/// <remarks>Give it an <see cref="HttpClient"/> whose <see cref="HttpClient.BaseAddress"/> is the coordinator.</remarks>
+/// <remarks>
+/// Give it an <see cref="HttpClient"/> whose <see cref="HttpClient.BaseAddress"/> is the coordinator, and that sends the
+/// caller's credentials: a client's API key through <see cref="ApiKeyHandler"/> (or
+/// <see cref="TwoPCHttpClientBuilderExtensions.AddTwoPCApiKey"/>), a participant's signature through
+/// <see cref="RequestSigningHandler"/>, or a bearer token. A client acts only in the transactions it began; any other
+/// answers 404.
+/// </remarks>
 public sealed class TwoPCClient(HttpClient http)
 {
     /// <summary>The <see cref="HttpClient"/> talking to the coordinator.</summary>

@@ -1,4 +1,5 @@
 using TwoPC.Client;
+using TwoPC.Coordinator.Server.Security;
 using TwoPC.Hosting;
 
 namespace TwoPC.Coordinator.Server;
@@ -25,6 +26,8 @@ public static class CoordinatorServer
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapOpenApi();
         app.MapHealthChecks("/health");
         app.MapTwoPCApi();
@@ -63,6 +66,7 @@ public static class CoordinatorServer
             }
         });
         services.AddSingleton<TransactionRegistry>();
+        services.AddTwoPCAuthentication(configuration);
         services.AddProblemDetails();
         services.AddOpenApi();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);

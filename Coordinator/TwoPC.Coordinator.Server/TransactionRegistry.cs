@@ -16,6 +16,12 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     private readonly ConcurrentDictionary<string, HttpParticipantResourceManager> _remotes = new(StringComparer.Ordinal);
     private long _lastPrune;
 
+    // Who began each transaction (an authenticated client's owner string), kept past its end for as many finished
+    // transactions as the coordinator keeps recent outcomes by default, so its status stays its own.
+    private const int FinishedOwnerCapacity = 10_000;
+    private readonly ConcurrentDictionary<GlobalTransactionId, string> _owners = new();
+    private readonly ConcurrentQueue<GlobalTransactionId> _finishedOwners = new();
+
     /// <summary>The coordinator.</summary>
     public TransactionCoordinator Coordinator => coordinator;
 
@@ -28,11 +34,36 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
         return tx;
     }
 
+    /// <summary>Begins a transaction for <paramref name="owner"/> (null: an anonymous caller) and remembers who began it.</summary>
+    public GlobalTransaction Begin(TimeSpan? timeout, string? owner)
+    {
+        var tx = Begin(timeout);
+        if (owner is not null)
+        {
+            _owners[tx.Id] = owner;
+        }
+
+        return tx;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="owner"/> began transaction <paramref name="id"/>; for an anonymous caller (null), whether no
+    /// authenticated caller did (or nobody here remembers it).
+    /// </summary>
+    public bool IsOwnedBy(GlobalTransactionId id, string? owner) =>
+        _owners.TryGetValue(id, out var recorded) ? string.Equals(recorded, owner, StringComparison.Ordinal) : owner is null;
+
     /// <summary>A transaction begun here that the API may still act on.</summary>
     public bool TryGet(GlobalTransactionId id, out GlobalTransaction transaction) => _live.TryGetValue(id, out transaction!);
 
     /// <summary>Forgets a finished transaction (its outcome stays available from <see cref="TransactionCoordinator.GetStatus"/>).</summary>
-    public void Forget(GlobalTransactionId id) => _live.TryRemove(id, out _);
+    public void Forget(GlobalTransactionId id)
+    {
+        if (_live.TryRemove(id, out _))
+        {
+            RetireOwner(id);
+        }
+    }
 
     /// <summary>
     /// The remote resource manager called <paramref name="name"/>, created and registered on first use (by the API,
@@ -83,8 +114,26 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
         {
             if (tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic)
             {
-                _live.TryRemove(id, out _);
+                if (_live.TryRemove(id, out _))
+                {
+                    RetireOwner(id);
+                }
             }
+        }
+    }
+
+    // A finished transaction's owner is kept among the most recent ones only.
+    private void RetireOwner(GlobalTransactionId id)
+    {
+        if (!_owners.ContainsKey(id))
+        {
+            return;
+        }
+
+        _finishedOwners.Enqueue(id);
+        while (_finishedOwners.Count > FinishedOwnerCapacity && _finishedOwners.TryDequeue(out var oldest))
+        {
+            _owners.TryRemove(oldest, out _);
         }
     }
 }

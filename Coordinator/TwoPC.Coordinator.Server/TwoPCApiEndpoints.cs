@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using TwoPC.Client;
+using TwoPC.Coordinator.Server.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using TwoPC.Protocol;
 using TwoPC.Recovery;
@@ -25,8 +26,13 @@ public static class TwoPCApiEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch)))
-            .WithTags("Coordinator").Produces<CoordinatorInfoDto>();
+            .WithTags("Coordinator").Produces<CoordinatorInfoDto>()
+            .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized);
         var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
+
+        // Every transaction endpoint: an authenticated caller (or anonymous, where allowed), acting within its rights.
+        tx.RequireAuthorization(ApiAuthentication.CallerPolicy).AddEndpointFilter(TransactionAccess.CheckAsync)
+            .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
             .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
         tx.MapGet("/{id}", GetStatus)
@@ -75,7 +81,7 @@ public static class TwoPCApiEndpoints
 
         try
         {
-            var tx = registry.Begin(timeout);
+            var tx = registry.Begin(timeout, ApiCaller.From(request.HttpContext.User).Owner);
             return Results.Created($"/transactions/{tx.Id}", new BeginTransactionResponse(tx.Id.ToString(), tx.Deadline));
         }
         catch (ArgumentOutOfRangeException ex)
@@ -110,6 +116,11 @@ public static class TwoPCApiEndpoints
         if (!ResourceManagerName.IsValid(name))
         {
             return BadRequest($"resourceManager must be {ResourceManagerName.Rule}.");
+        }
+
+        if (TransactionAccess.RefuseBranchName(request.HttpContext, name) is { } refused)
+        {
+            return refused;
         }
 
         if (!HttpParticipantResourceManager.TryParseCallbackUrl(body.Value.CallbackUrl, out var callbackUrl))
@@ -372,7 +383,7 @@ public static class TwoPCApiEndpoints
     internal static IResult BadRequest(string detail) =>
         Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: detail);
 
-    private static IResult NotFound(GlobalTransactionId id) =>
+    internal static IResult NotFound(GlobalTransactionId id) =>
         Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown transaction", detail: $"The coordinator has no record of {id}.");
 
     private static IResult NotActive(GlobalTransactionId id) =>

@@ -2,6 +2,7 @@ using Dapper;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Npgsql;
+using TwoPC.Client;
 using TwoPC.Participants.Remote;
 
 namespace TwoPC.Samples.Orders;
@@ -9,7 +10,8 @@ namespace TwoPC.Samples.Orders;
 /// <summary>
 /// The order service. <c>POST /checkout {customerId, sku, quantity, amount}</c> runs a checkout as one global
 /// transaction (see <see cref="CheckoutService"/>); <c>GET /orders/{orderId}</c> and <c>GET /stock</c> show the data.
-/// Settings: <c>ConnectionStrings:Orders</c>, <c>Coordinator:Url</c>, <c>Payments:Url</c>, <c>TwoPC:Participant:*</c>
+/// Settings: <c>ConnectionStrings:Orders</c>, <c>Coordinator:Url</c>, <c>Coordinator:ApiKey</c> (the checkout's key as a client of
+/// the coordinator; none: anonymous), <c>Payments:Url</c>, <c>TwoPC:Participant:*</c>
 /// (<c>CoordinatorUrl</c> defaults to <c>Coordinator:Url</c>), <c>Orders:TransactionTimeout</c> (default 30 s), <c>Urls</c>.
 /// </summary>
 public static class OrdersService
@@ -33,11 +35,18 @@ public static class OrdersService
             sp => sp.GetRequiredService<NpgsqlDataSource>(),
             configuration.GetSection("TwoPC:Participant"),
             o => o.CoordinatorUrl ??= coordinatorUrl);
-        builder.Services.AddHttpClient(CheckoutService.CoordinatorClient, c =>
+        var coordinatorClient = builder.Services.AddHttpClient(CheckoutService.CoordinatorClient, c =>
         {
             c.BaseAddress = coordinatorUrl;
             c.Timeout = TimeSpan.FromSeconds(60);
         });
+
+        // The checkout is a client of the coordinator's transaction API: its key is the coordinator's
+        // Coordinator:Clients:orders:ApiKey. Without one it calls anonymously (a coordinator on loopback with AllowAnonymous).
+        if (configuration["Coordinator:ApiKey"] is { Length: > 0 } apiKey)
+        {
+            coordinatorClient.AddTwoPCApiKey(apiKey);
+        }
         builder.Services.AddHttpClient(CheckoutService.PaymentsClient, c =>
         {
             c.BaseAddress = paymentsUrl;

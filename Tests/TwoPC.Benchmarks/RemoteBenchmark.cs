@@ -33,7 +33,7 @@ public static class RemoteBenchmark
         var logs = Directory.CreateTempSubdirectory("twopc-remote-bench-");
 
         var coordinatorApp = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0", "--TwoPC:NodeId=remote-bench", $"--TwoPC:LogDirectory={Path.Combine(logs.FullName, "server")}",
+            "--Urls=http://127.0.0.1:0", "--TwoPC:NodeId=remote-bench", "--Coordinator:Authentication:AllowAnonymous=true", $"--TwoPC:LogDirectory={Path.Combine(logs.FullName, "server")}",
             "--Logging:LogLevel:Default=Warning",
         ]);
         await coordinatorApp.StartAsync();

@@ -41,6 +41,7 @@ public sealed class CoordinatorServerFixture : IAsyncLifetime
         _server = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=cli-test",
+            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ApiKey}",

@@ -351,6 +351,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         var app = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=restart-test",
+            "--Coordinator:Authentication:AllowAnonymous=true", // these tests call anonymously, on loopback
             $"--TwoPC:LogDirectory={logDirectory}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ServerFixture.ApiKey}",

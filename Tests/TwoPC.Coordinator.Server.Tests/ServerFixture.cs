@@ -33,6 +33,7 @@ public sealed class ServerFixture : IAsyncLifetime
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ApiKey}",
             "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
+            "--Coordinator:Authentication:AllowAnonymous=true", // these tests call anonymously, on loopback
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _app.StartAsync();

@@ -165,6 +165,7 @@ public sealed class MessagingFixture : IAsyncLifetime
         _coordinator = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=messaging-test",
+            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
             $"--TwoPC:LogDirectory={_log.FullName}",
             $"--Coordinator:RabbitMq:Uri={_rabbit.AmqpUri}",
             "--Logging:LogLevel:Default=Warning",

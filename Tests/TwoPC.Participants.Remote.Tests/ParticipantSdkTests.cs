@@ -44,6 +44,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         _coordinator = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=sdk-test",
+            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
             $"--Coordinator:CallbackKey={CallbackKey}",
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",

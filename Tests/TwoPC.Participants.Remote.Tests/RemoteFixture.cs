@@ -81,6 +81,7 @@ public sealed class CoordinatorProcess : IDisposable
             "--TwoPC:RollbackAttempts=2",
             $"--Admin:ApiKey={AdminKey}",
             "--Coordinator:ParticipantCallTimeout=00:00:05",
+            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
         ]);

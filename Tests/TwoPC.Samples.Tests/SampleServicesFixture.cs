@@ -22,6 +22,11 @@ public sealed class SampleServicesFixture : IAsyncLifetime
     private readonly List<WebApplication> _apps = [];
     private PostgresServer? _postgres;
 
+    /// <summary>The order service's API key at the coordinator (its checkouts are that client's transactions).</summary>
+    public const string OrdersApiKey = "orders-client-key-of-the-sample-tests-0123456789";
+
+    public Uri CoordinatorUrl { get; private set; } = null!;
+
     public Uri PaymentsUrl { get; private set; } = null!;
 
     public Uri OrdersUrl { get; private set; } = null!;
@@ -42,6 +47,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
         OrdersDb = NpgsqlDataSource.Create(orders);
 
         var coordinatorUrl = Url(FreePort.OnLoopback());
+        CoordinatorUrl = coordinatorUrl;
         PaymentsUrl = Url(FreePort.OnLoopback());
         OrdersUrl = Url(FreePort.OnLoopback());
         var common = new[] { $"--contentRoot={_work.FullName}", "--Logging:LogLevel:Default=Warning" };
@@ -49,6 +55,8 @@ public sealed class SampleServicesFixture : IAsyncLifetime
         await StartAsync(CoordinatorServer.BuildApp([
             $"--Urls={Origin(coordinatorUrl)}",
             "--TwoPC:NodeId=samples-test",
+            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
+            $"--Coordinator:Clients:orders:ApiKey={OrdersApiKey}",
             $"--TwoPC:LogDirectory={Path.Combine(_work.FullName, "log")}",
             .. common,
         ]));
@@ -64,6 +72,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             $"--Urls={Origin(OrdersUrl)}",
             $"--ConnectionStrings:Orders={orders}",
             $"--Coordinator:Url={coordinatorUrl}",
+            $"--Coordinator:ApiKey={OrdersApiKey}",
             $"--Payments:Url={PaymentsUrl}",
             "--TwoPC:Participant:Name=orders",
             $"--TwoPC:Participant:CallbackUrl={OrdersUrl}twopc",
