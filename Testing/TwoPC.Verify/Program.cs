@@ -27,7 +27,7 @@ internal static class Program
         var accounts = new Option<int>("--accounts") { Description = "Accounts, spread over the databases. Default 16.", DefaultValueFactory = _ => 16 };
         var json = new Option<bool>("--json") { Description = "Write the report as JSON." };
         var historyFile = new Option<string?>("--history") { Description = "Write every operation, line and fault to this file (JSON lines). Default: history.jsonl in the work directory." };
-        var requireFaults = new Option<int>("--require-faults") { Description = "Fail the run (exit 2) if fewer faults than this were injected, so a short CI run cannot pass without exercising recovery. Default 0." };
+        var requireFaults = new Option<int>("--require-faults") { Description = "Inject at least this many faults: the run goes on past --duration (up to three times it) until they are in, and fails with exit code 2 if they are not, so a short CI run cannot pass without exercising recovery. Default 0." };
         var work = new Option<string?>("--work-dir") { Description = "Where the coordinator log, process logs and private servers live. Default: a new temporary directory." };
 
         var root = new RootCommand("Jepsen-style bank checker for TwoPC: transfers across PostgreSQL databases and RabbitMQ under SIGKILLs and restarts, then checks all-or-nothing, durability and exactly-once consumption. Exit code 0 = every check holds, 1 = a violation, 2 = the run could not be set up.");
@@ -115,6 +115,7 @@ internal static class Program
                 MinFaultInterval = arguments.MinInterval,
                 MaxFaultInterval = arguments.MaxInterval,
                 Faults = chosen,
+                MinimumFaults = arguments.RequireFaults,
             };
             var historyPath = arguments.History ?? Path.Combine(workDirectory, "history.jsonl");
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"running {arguments.Duration} s with seed {arguments.Seed}, faults: {(chosen.Count == 0 ? "none" : string.Join(", ", chosen))}; history: {historyPath}"));

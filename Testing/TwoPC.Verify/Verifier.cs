@@ -34,6 +34,9 @@ internal sealed record RunSettings
 
     public required IReadOnlyList<string> Faults { get; init; }
 
+    /// <summary>The run goes on past <see cref="Duration"/> (up to three times it) until this many faults were injected.</summary>
+    public int MinimumFaults { get; init; }
+
     public TimeSpan HealTimeout { get; init; } = TimeSpan.FromSeconds(120);
 }
 
@@ -75,12 +78,14 @@ internal sealed class Verifier(RunSettings settings, History history, IReadOnlyL
         var run = Stopwatch.StartNew();
         try
         {
-            while (run.Elapsed < settings.Duration)
+            bool Running() => run.Elapsed < settings.Duration
+                || (settings.Faults.Count > 0 && _faults.Count < settings.MinimumFaults && run.Elapsed < settings.Duration * 3);
+            while (Running())
             {
                 var pause = settings.MinFaultInterval + (settings.MaxFaultInterval - settings.MinFaultInterval) * _random.NextDouble();
                 var left = settings.Duration - run.Elapsed;
-                await Task.Delay(pause < left ? pause : left, cancellationToken);
-                if (run.Elapsed >= settings.Duration || settings.Faults.Count == 0)
+                await Task.Delay(left > TimeSpan.Zero && left < pause ? left : pause, cancellationToken);
+                if (!Running() || settings.Faults.Count == 0)
                 {
                     continue;
                 }
