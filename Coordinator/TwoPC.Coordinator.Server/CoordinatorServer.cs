@@ -26,7 +26,7 @@ public static class CoordinatorServer
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.MapOpenApi();
-        app.MapHealthChecks("/health");
+        app.MapHealthChecks("/health", HealthResponseWriter.Options);
         app.MapTwoPCApi();
         return app;
     }
@@ -63,6 +63,7 @@ public static class CoordinatorServer
             }
         });
         services.AddSingleton<TransactionRegistry>();
+        services.AddCoordinatorLimits(configuration);
         services.AddProblemDetails();
         services.AddOpenApi();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);

@@ -9,22 +9,49 @@ namespace TwoPC.Coordinator.Server;
 /// The transactions begun through the API, by id (the coordinator itself hands out the
 /// <see cref="GlobalTransaction"/> only to whoever began it), and the remote resource managers.
 /// </summary>
-public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHttpClientFactory httpClientFactory)
+public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHttpClientFactory httpClientFactory, LiveTransactionLimiter liveTransactions)
 {
+    /// <summary>The owner of transactions begun without an authenticated caller: all anonymous callers are one client.</summary>
+    public const string AnonymousOwner = "anonymous";
+
     private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _live = new();
     private readonly Lock _registering = new();
     private readonly ConcurrentDictionary<string, HttpParticipantResourceManager> _remotes = new(StringComparer.Ordinal);
     private long _lastPrune;
+    private long _lastForcedPrune;
 
     /// <summary>The coordinator.</summary>
     public TransactionCoordinator Coordinator => coordinator;
 
-    /// <summary>Begins a transaction and remembers it until it ends.</summary>
-    public GlobalTransaction Begin(TimeSpan? timeout)
+    /// <summary>Begins a transaction for <paramref name="owner"/> and remembers it until it ends.</summary>
+    /// <exception cref="TooManyLiveTransactionsException">The live-transaction limit, of all clients or of <paramref name="owner"/>, is reached.</exception>
+    public GlobalTransaction Begin(TimeSpan? timeout, string owner)
     {
         Prune();
-        var tx = coordinator.Begin(timeout);
+        var slot = liveTransactions.TryAcquire(owner, out var refusal);
+        if (slot is null && PruneAtLimit())
+        {
+            slot = liveTransactions.TryAcquire(owner, out refusal);
+        }
+
+        if (slot is null)
+        {
+            throw refusal!;
+        }
+
+        GlobalTransaction tx;
+        try
+        {
+            tx = coordinator.Begin(timeout);
+        }
+        catch
+        {
+            slot.Dispose();
+            throw;
+        }
+
         _live[tx.Id] = tx;
+        liveTransactions.Hold(tx.Id, slot);
         return tx;
     }
 
@@ -32,7 +59,13 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     public bool TryGet(GlobalTransactionId id, out GlobalTransaction transaction) => _live.TryGetValue(id, out transaction!);
 
     /// <summary>Forgets a finished transaction (its outcome stays available from <see cref="TransactionCoordinator.GetStatus"/>).</summary>
-    public void Forget(GlobalTransactionId id) => _live.TryRemove(id, out _);
+    public void Forget(GlobalTransactionId id)
+    {
+        if (_live.TryRemove(id, out _))
+        {
+            liveTransactions.Release(id);
+        }
+    }
 
     /// <summary>
     /// The remote resource manager called <paramref name="name"/>, created and registered on first use (by the API,
@@ -79,12 +112,35 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
             return;
         }
 
+        PruneEnded();
+    }
+
+    // At the limit, the slots of transactions the reaper ended are given back now rather than within 10 s; at most once a
+    // second, so a client hammering begin at the limit does not make every refusal scan the table.
+    private bool PruneAtLimit()
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastForcedPrune);
+        if (now - last < 1_000 || Interlocked.CompareExchange(ref _lastForcedPrune, now, last) != last)
+        {
+            return false;
+        }
+
+        return PruneEnded() > 0;
+    }
+
+    private int PruneEnded()
+    {
+        var pruned = 0;
         foreach (var (id, tx) in _live)
         {
-            if (tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic)
+            if ((tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic) && _live.TryRemove(id, out _))
             {
-                _live.TryRemove(id, out _);
+                liveTransactions.Release(id);
+                pruned++;
             }
         }
+
+        return pruned;
     }
 }

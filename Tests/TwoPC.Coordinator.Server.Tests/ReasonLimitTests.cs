@@ -28,7 +28,7 @@ public sealed class ReasonLimitTests : IAsyncLifetime
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         _participant = builder.Build();
-        _participant.MapPost("/talker/prepare", () => Results.Ok(new { vote = "no", reason = "disk quota of tenant exceeded " + new string('ä', LongReason) }));
+        _participant.MapPost("/talker/prepare", () => Results.Ok(new { vote = "no", reason = "disk quota of tenant exceeded " + new string('x', LongReason) }));
         _participant.MapPost("/talker/rollback", () => Results.Ok(new { outcome = "rolledBack" }));
         await _participant.StartAsync();
         _participantUrl = ServerFixture.BoundAddress(_participant) + "/talker";

@@ -128,7 +128,7 @@ public sealed class ServerProcess : IAsyncDisposable
             .Select(p => (int?)int.Parse(p[1].Trim(), CultureInfo.InvariantCulture)).FirstOrDefault();
         var body = new MemoryStream();
         body.Write(all, headerEnd + 4, all.Length - headerEnd - 4);
-        while (length is null || body.Length < length)
+        while (length is null ? !EndsWithLastChunk(body) : body.Length < length)
         {
             int read;
             try
@@ -148,7 +148,35 @@ public sealed class ServerProcess : IAsyncDisposable
             body.Write(chunk, 0, read);
         }
 
-        return (status, headers, Encoding.UTF8.GetString(body.ToArray()));
+        var chunked = headers.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase);
+        return (status, headers, Encoding.UTF8.GetString(chunked ? Dechunk(body.ToArray()) : body.ToArray()));
+    }
+
+    // The body of a chunked response: hex size line, data, CRLF, ... until the zero-size chunk (or the end of what was read).
+    private static byte[] Dechunk(byte[] raw)
+    {
+        var output = new MemoryStream();
+        var position = 0;
+        while (position < raw.Length)
+        {
+            var lineEnd = raw.AsSpan(position).IndexOf("\r\n"u8);
+            if (lineEnd < 0)
+            {
+                break;
+            }
+
+            var size = int.Parse(Encoding.ASCII.GetString(raw, position, lineEnd).Split(';')[0].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            position += lineEnd + 2;
+            if (size == 0)
+            {
+                break;
+            }
+
+            output.Write(raw, position, Math.Min(size, raw.Length - position));
+            position += size + 2;
+        }
+
+        return output.ToArray();
     }
 
     public async ValueTask DisposeAsync()
@@ -173,6 +201,9 @@ public sealed class ServerProcess : IAsyncDisposable
         var line = File.ReadLines($"/proc/{ProcessId()}/status").First(l => l.StartsWith(field, StringComparison.Ordinal));
         return long.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
     }
+
+    private static bool EndsWithLastChunk(MemoryStream body) =>
+        body.GetBuffer().AsSpan(0, (int)body.Length).EndsWith("\r\n0\r\n\r\n"u8) || body.GetBuffer().AsSpan(0, (int)body.Length).SequenceEqual("0\r\n\r\n"u8);
 
     private static int IndexOfBlankLine(MemoryStream buffer)
     {

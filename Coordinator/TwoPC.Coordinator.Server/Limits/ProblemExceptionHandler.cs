@@ -1,0 +1,82 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Diagnostics;
+using TwoPC.Durability;
+using TwoPC.Participants;
+using TwoPC.Protocol;
+
+namespace TwoPC.Coordinator.Server;
+
+/// <summary>
+/// Answers what a request ran into as a problem detail (RFC 7807) with its own status instead of a bare 500: a rejected
+/// request body (413 too large, 408 too slow, 400 malformed, from <see cref="BadHttpRequestException"/>), and every state
+/// in which the coordinator cannot decide now (503: the log has failed, the coordinator is not running or is stopping,
+/// the live-transaction limit), saying what happened.
+/// </summary>
+internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (Describe(httpContext, exception) is not { } problem || httpContext.Response.HasStarted)
+        {
+            return false;
+        }
+
+        var method = httpContext.Request.Method;
+        var path = TwoPC.Transactions.TransactionIdFormatException.Sanitize(httpContext.Request.Path.Value ?? string.Empty);
+        if (problem.Status == StatusCodes.Status503ServiceUnavailable)
+        {
+            Log.CoordinatorCannotDecide(logger, method, path, problem.Status, problem.Detail);
+        }
+        else
+        {
+            Log.BadRequestRejected(logger, method, path, problem.Status, problem.Detail);
+        }
+
+        httpContext.Response.StatusCode = problem.Status;
+        if (problem.RetryAfter is { } retryAfter)
+        {
+            httpContext.Response.Headers.RetryAfter = ((long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+        }
+
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails = { Status = problem.Status, Title = problem.Title, Detail = problem.Detail },
+        }).ConfigureAwait(false);
+    }
+
+    private static Problem? Describe(HttpContext httpContext, Exception exception) => exception switch
+    {
+        BadHttpRequestException bad => new(bad.StatusCode, bad.StatusCode switch
+        {
+            StatusCodes.Status413PayloadTooLarge => "Request body too large",
+            StatusCodes.Status408RequestTimeout => "Request body too slow",
+            _ => "Bad request",
+        }, bad.Message, null),
+        TransactionLogFailedException failed => new(StatusCodes.Status503ServiceUnavailable, "The transaction log has failed",
+            ReasonText.Truncate(WithCause(failed))!, null),
+        TooManyLiveTransactionsException tooMany => new(StatusCodes.Status503ServiceUnavailable,
+            tooMany.PerClient ? "Too many live transactions of this client" : "Too many live transactions", tooMany.Message, tooMany.RetryAfter),
+        CoordinatorUnavailableException unavailable => new(StatusCodes.Status503ServiceUnavailable, "The coordinator is not running", unavailable.Message, null),
+
+        // A completion the coordinator's shutdown cut short (the caller's own abort needs no answer).
+        OperationCanceledException stopped when !httpContext.RequestAborted.IsCancellationRequested =>
+            new(StatusCodes.Status503ServiceUnavailable, "The coordinator is stopping", ReasonText.Truncate(stopped.Message)!, null),
+        _ => null,
+    };
+
+    // The log's own message says what it means for the transaction; the innermost error says what happened (a full disk).
+    private static string WithCause(Exception exception)
+    {
+        var cause = exception;
+        while (cause.InnerException is { } inner)
+        {
+            cause = inner;
+        }
+
+        return ReferenceEquals(cause, exception) ? exception.Message : $"{exception.Message} Cause: {cause.Message}";
+    }
+
+    private sealed record Problem(int Status, string Title, string Detail, TimeSpan? RetryAfter);
+}
