@@ -113,6 +113,31 @@ public sealed class LimitsUnitTests
     }
 
     [Fact]
+    public async Task Item11_every_API_endpoint_has_the_small_body_limit_and_messages_their_own()
+    {
+        var server = new ServerFixture();
+        await server.InitializeAsync();
+        try
+        {
+            var endpoints = server.Services.GetRequiredService<Microsoft.AspNetCore.Routing.EndpointDataSource>().Endpoints
+                .OfType<Microsoft.AspNetCore.Routing.RouteEndpoint>()
+                .Where(e => e.RoutePattern.RawText?.StartsWith("/transactions", StringComparison.Ordinal) == true || e.RoutePattern.RawText?.StartsWith("/admin", StringComparison.Ordinal) == true)
+                .ToList();
+            Assert.NotEmpty(endpoints);
+            foreach (var endpoint in endpoints)
+            {
+                var limit = endpoint.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IRequestSizeLimitMetadata>()?.MaxRequestBodySize;
+                var expected = endpoint.RoutePattern.RawText!.EndsWith("/messages", StringComparison.Ordinal) ? 2 * 1024 * 1024 : 64 * 1024;
+                Assert.True(limit == expected, $"{endpoint.RoutePattern.RawText}: body limit {limit}, expected {expected}");
+            }
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Item12_health_is_json_with_each_checks_status_description_and_data()
     {
         var server = new ServerFixture();

@@ -60,9 +60,9 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
             tooMany.PerClient ? "Too many live transactions of this client" : "Too many live transactions", tooMany.Message, tooMany.RetryAfter),
         CoordinatorUnavailableException unavailable => new(StatusCodes.Status503ServiceUnavailable, "The coordinator is not running", unavailable.Message, null),
 
-        // A completion the coordinator's shutdown cut short (the caller's own abort needs no answer).
+        // Cancelled by the coordinator, not by the caller (whose own abort needs no answer): its shutdown cut a completion short.
         OperationCanceledException stopped when !httpContext.RequestAborted.IsCancellationRequested =>
-            new(StatusCodes.Status503ServiceUnavailable, "The coordinator is stopping", ReasonText.Truncate(stopped.Message)!, null),
+            new(StatusCodes.Status503ServiceUnavailable, "Cancelled by the coordinator", ReasonText.Truncate(stopped.Message)!, null),
         _ => null,
     };
 
