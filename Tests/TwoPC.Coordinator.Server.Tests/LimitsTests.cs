@@ -239,6 +239,7 @@ public sealed class LimitsTests
         var problem = JsonDocument.Parse(last.Body!).RootElement;
         Assert.Equal(503, problem.GetProperty("status").GetInt32());
         Assert.Contains("space", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("in doubt", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
         // Every later decision is refused the same way, begin included, and the process stays up.
         using (var begin = await server.Http.PostAsJsonAsync("/transactions", new { timeoutSeconds = 30 }))

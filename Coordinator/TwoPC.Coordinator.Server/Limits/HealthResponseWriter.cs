@@ -62,7 +62,11 @@ public static class HealthResponseWriter
         var messages = new List<string>();
         for (var e = error; e is not null; e = e.InnerException)
         {
-            messages.Add(e.Message);
+            // A message that already quotes its cause is enough.
+            if (messages.Count == 0 || !messages[^1].Contains(e.Message, StringComparison.Ordinal))
+            {
+                messages.Add(e.Message);
+            }
         }
 
         return string.Join(" ← ", messages);

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Protocol;
+using TwoPC.Transactions;
 
 namespace TwoPC.Coordinator.Server;
 
@@ -22,7 +23,7 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
         }
 
         var method = httpContext.Request.Method;
-        var path = TwoPC.Transactions.TransactionIdFormatException.Sanitize(httpContext.Request.Path.Value ?? string.Empty);
+        var path = TransactionIdFormatException.Sanitize(httpContext.Request.Path.Value ?? string.Empty);
         if (problem.Status == StatusCodes.Status503ServiceUnavailable)
         {
             Log.CoordinatorCannotDecide(logger, method, path, problem.Status, problem.Detail);
@@ -55,7 +56,7 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
             _ => "Bad request",
         }, bad.Message, null),
         TransactionLogFailedException failed => new(StatusCodes.Status503ServiceUnavailable, "The transaction log has failed",
-            ReasonText.Truncate(WithCause(failed))!, null),
+            ReasonText.Truncate(InDoubt(httpContext) + WithCause(failed))!, null),
         TooManyLiveTransactionsException tooMany => new(StatusCodes.Status503ServiceUnavailable,
             tooMany.PerClient ? "Too many live transactions of this client" : "Too many live transactions", tooMany.Message, tooMany.RetryAfter),
         CoordinatorUnavailableException unavailable => new(StatusCodes.Status503ServiceUnavailable, "The coordinator is not running", unavailable.Message, null),
@@ -66,6 +67,21 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
         _ => null,
     };
 
+    // A commit whose decision could not be forced: the caller must learn that the transaction is in doubt, not failed.
+    private static string InDoubt(HttpContext httpContext)
+    {
+        // The exception handler runs with the route values cleared: the id is read from /transactions/{id}/...
+        var segments = (httpContext.Request.Path.Value ?? string.Empty).Split('/', StringSplitOptions.RemoveEmptyEntries);
+        if (segments is ["transactions", var id, ..] && GlobalTransactionId.TryParse(Uri.UnescapeDataString(id), out var transactionId)
+            && httpContext.RequestServices.GetService<TransactionRegistry>() is { } registry
+            && registry.Coordinator.GetStatus(transactionId).State == TransactionState.InDoubt)
+        {
+            return $"Transaction {transactionId} is in doubt: its commit decision may or may not be on disk, and its branches stay prepared until the coordinator restarts and recovery reads the log. ";
+        }
+
+        return string.Empty;
+    }
+
     // The log's own message says what it means for the transaction; the innermost error says what happened (a full disk).
     private static string WithCause(Exception exception)
     {
@@ -75,7 +91,9 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
             cause = inner;
         }
 
-        return ReferenceEquals(cause, exception) ? exception.Message : $"{exception.Message} Cause: {cause.Message}";
+        return ReferenceEquals(cause, exception) || exception.Message.Contains(cause.Message, StringComparison.Ordinal)
+            ? exception.Message
+            : $"{exception.Message} Cause: {cause.Message}";
     }
 
     private sealed record Problem(int Status, string Title, string Detail, TimeSpan? RetryAfter);
