@@ -29,7 +29,7 @@ public static class CoordinatorServer
         app.UseAuthentication();
         app.UseAuthorization();
         app.MapOpenApi();
-        app.MapHealthChecks("/health");
+        app.MapHealthChecks("/health", HealthResponseWriter.Options);
         app.MapTwoPCApi();
         return app;
     }
@@ -67,6 +67,7 @@ public static class CoordinatorServer
         });
         services.AddSingleton<TransactionRegistry>();
         services.AddTwoPCAuthentication(configuration);
+        services.AddCoordinatorLimits(configuration);
         services.AddProblemDetails();
         services.AddOpenApi();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);

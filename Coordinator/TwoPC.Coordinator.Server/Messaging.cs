@@ -42,7 +42,7 @@ public static class Messaging
         builder.Services.AddSingleton<MessageStaging>();
     }
 
-    internal static void MapMessaging(RouteGroupBuilder transactions) =>
+    internal static RouteHandlerBuilder MapMessaging(RouteGroupBuilder transactions) =>
         transactions.MapPost("/{id}/messages", PublishAsync).Accepts<PublishMessageRequest>("application/json")
             .Produces<PublishMessageResponse>(StatusCodes.Status202Accepted)
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);

@@ -9,12 +9,16 @@ namespace TwoPC.Coordinator.Server;
 /// The transactions begun through the API, by id (the coordinator itself hands out the
 /// <see cref="GlobalTransaction"/> only to whoever began it), and the remote resource managers.
 /// </summary>
-public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHttpClientFactory httpClientFactory)
+public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHttpClientFactory httpClientFactory, LiveTransactionLimiter liveTransactions)
 {
+    /// <summary>The owner of transactions begun without an authenticated caller: all anonymous callers are one client.</summary>
+    public const string AnonymousOwner = "anonymous";
+
     private readonly ConcurrentDictionary<GlobalTransactionId, GlobalTransaction> _live = new();
     private readonly Lock _registering = new();
     private readonly ConcurrentDictionary<string, HttpParticipantResourceManager> _remotes = new(StringComparer.Ordinal);
     private long _lastPrune;
+    private long _lastForcedPrune;
 
     // Who began each transaction (an authenticated client's owner string), kept past its end for as many finished
     // transactions as the coordinator keeps recent outcomes by default, so its status stays its own.
@@ -25,24 +29,44 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     /// <summary>The coordinator.</summary>
     public TransactionCoordinator Coordinator => coordinator;
 
-    /// <summary>Begins a transaction and remembers it until it ends.</summary>
-    public GlobalTransaction Begin(TimeSpan? timeout)
-    {
-        Prune();
-        var tx = coordinator.Begin(timeout);
-        _live[tx.Id] = tx;
-        return tx;
-    }
-
-    /// <summary>Begins a transaction for <paramref name="owner"/> (null: an anonymous caller) and remembers who began it.</summary>
+    /// <summary>
+    /// Begins a transaction for <paramref name="owner"/> (an authenticated client's owner string; null: an anonymous caller),
+    /// remembers it until it ends, and remembers who began it.
+    /// </summary>
+    /// <exception cref="TooManyLiveTransactionsException">The live-transaction limit, of all clients or of <paramref name="owner"/>, is reached.</exception>
     public GlobalTransaction Begin(TimeSpan? timeout, string? owner)
     {
-        var tx = Begin(timeout);
+        Prune();
+        var limitedAs = owner ?? AnonymousOwner;
+        var slot = liveTransactions.TryAcquire(limitedAs, out var refusal);
+        if (slot is null && PruneAtLimit())
+        {
+            slot = liveTransactions.TryAcquire(limitedAs, out refusal);
+        }
+
+        if (slot is null)
+        {
+            throw refusal!;
+        }
+
+        GlobalTransaction tx;
+        try
+        {
+            tx = coordinator.Begin(timeout);
+        }
+        catch
+        {
+            slot.Dispose();
+            throw;
+        }
+
         if (owner is not null)
         {
             _owners[tx.Id] = owner;
         }
 
+        _live[tx.Id] = tx;
+        liveTransactions.Hold(tx.Id, slot);
         return tx;
     }
 
@@ -61,6 +85,7 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     {
         if (_live.TryRemove(id, out _))
         {
+            liveTransactions.Release(id);
             RetireOwner(id);
         }
     }
@@ -110,16 +135,37 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
             return;
         }
 
+        PruneEnded();
+    }
+
+    // At the limit, the slots of transactions the reaper ended are given back now rather than within 10 s; at most once a
+    // second, so a client hammering begin at the limit does not make every refusal scan the table.
+    private bool PruneAtLimit()
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastForcedPrune);
+        if (now - last < 1_000 || Interlocked.CompareExchange(ref _lastForcedPrune, now, last) != last)
+        {
+            return false;
+        }
+
+        return PruneEnded() > 0;
+    }
+
+    private int PruneEnded()
+    {
+        var pruned = 0;
         foreach (var (id, tx) in _live)
         {
-            if (tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic)
+            if ((tx.State is TransactionState.Committed or TransactionState.RolledBack or TransactionState.Heuristic) && _live.TryRemove(id, out _))
             {
-                if (_live.TryRemove(id, out _))
-                {
-                    RetireOwner(id);
-                }
+                liveTransactions.Release(id);
+                RetireOwner(id);
+                pruned++;
             }
         }
+
+        return pruned;
     }
 
     // A finished transaction's owner is kept among the most recent ones only.

@@ -4,6 +4,8 @@ using System.Text.Json;
 using TwoPC.Client;
 using TwoPC.Coordinator.Server.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
 using TwoPC.Protocol;
 using TwoPC.Recovery;
 using TwoPC.Transactions;
@@ -33,22 +35,26 @@ public static class TwoPCApiEndpoints
         // Every transaction endpoint: an authenticated caller (or anonymous, where allowed), acting within its rights.
         tx.RequireAuthorization(ApiAuthentication.CallerPolicy).AddEndpointFilter(TransactionAccess.CheckAsync)
             .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status404NotFound);
+        var limits = endpoints.ServiceProvider.GetService<IOptions<CoordinatorLimitsOptions>>()?.Value ?? new CoordinatorLimitsOptions();
+        tx.WithRequestLimits(limits.MaxRequestBodySize);
         tx.MapPost("/", BeginAsync).Accepts<BeginTransactionRequest>(true, "application/json")
             .Produces<BeginTransactionResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status400BadRequest);
         tx.MapGet("/{id}", GetStatus)
             .Produces<TransactionStatusDto>().ProducesProblem(StatusCodes.Status400BadRequest);
         tx.MapPost("/{id}/branches", RegisterBranchAsync).Accepts<RegisterBranchRequest>("application/json")
             .Produces<RegisterBranchResponse>(StatusCodes.Status201Created)
-            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
 
-        Messaging.MapMessaging(tx);
+        Messaging.MapMessaging(tx).WithMetadata(new RequestSizeLimitAttribute(limits.MaxMessageRequestBodySize));
 
         var admin = endpoints.MapGroup("/admin").WithTags("Admin").AddEndpointFilter(RequireApiKeyAsync)
             .ProducesProblem(StatusCodes.Status401Unauthorized);
+        admin.WithRequestLimits(limits.MaxRequestBodySize);
         admin.MapGet("/heuristics", ListHeuristics).Produces<HeuristicDto[]>();
         admin.MapPost("/transactions/{id}/forget", ForgetAsync).ProducesProblem(StatusCodes.Status404NotFound);
         admin.MapPost("/recover", RecoverAsync).Produces<RecoveryReportDto>();
@@ -146,6 +152,11 @@ public static class TwoPCApiEndpoints
         catch (InvalidOperationException ex)
         {
             return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Resource manager name in use", detail: ex.Message);
+        }
+
+        if (!BranchLimits.TryReserve(request.HttpContext, tx, out var tooMany))
+        {
+            return tooMany;
         }
 
         try

@@ -35,7 +35,7 @@ public sealed class EmbeddedHostTests : IDisposable
 
         using var host = Build(new Dictionary<string, string?> { ["TwoPC:NodeId"] = "orders-1", ["TwoPC:LogDirectory"] = _log.FullName }, builder => builder.AddResourceManager(a).AddResourceManager(b));
         var coordinator = host.Services.GetRequiredService<TransactionCoordinator>();
-        Assert.Throws<InvalidOperationException>(() => coordinator.Begin());
+        Assert.Throws<CoordinatorUnavailableException>(() => coordinator.Begin());
 
         await host.StartAsync();
 

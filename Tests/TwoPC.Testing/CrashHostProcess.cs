@@ -80,6 +80,9 @@ public sealed class CrashHostProcess : IDisposable
     /// <summary>The exit code, once exited (137-like codes are not reported for a SIGKILL: see <see cref="Killed"/>).</summary>
     public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
 
+    /// <summary>The OS process id (for /proc figures such as its resident memory or open descriptors).</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>Whether the test killed it.</summary>
     public bool Killed { get; private set; }
 

@@ -21,7 +21,11 @@ public sealed record CommitDecision(GlobalTransactionId TransactionId, DateTimeO
 /// <param name="Kind">Which heuristic outcome.</param>
 /// <param name="Reason">What was observed.</param>
 /// <param name="Branches">Each branch with its outcome (<see langword="null"/> when unknown).</param>
-public sealed record HeuristicRecord(GlobalTransactionId TransactionId, DateTimeOffset RecordedAt, OutcomeKind Kind, string Reason, IReadOnlyList<HeuristicBranch> Branches);
+public sealed record HeuristicRecord(GlobalTransactionId TransactionId, DateTimeOffset RecordedAt, OutcomeKind Kind, string Reason, IReadOnlyList<HeuristicBranch> Branches)
+{
+    /// <summary>What was observed, cut to <see cref="ReasonText.MaxLength"/> characters (it is logged and kept until forgotten).</summary>
+    public string Reason { get; init => field = ReasonText.Truncate(value) ?? string.Empty; } = ReasonText.Truncate(Reason) ?? string.Empty;
+}
 
 /// <summary>A branch of a heuristic transaction.</summary>
 /// <param name="ResourceManager">The resource manager's registered name.</param>

@@ -51,8 +51,8 @@ public sealed record Vote
         return new(VoteKind.Yes, recoveryData, null);
     }
 
-    /// <summary>A no vote with the reason.</summary>
-    public static Vote No(string reason) => new(VoteKind.No, ReadOnlyMemory<byte>.Empty, reason ?? "no reason given");
+    /// <summary>A no vote with the reason (kept to <see cref="ReasonText.MaxLength"/> characters: it may come from another service).</summary>
+    public static Vote No(string reason) => new(VoteKind.No, ReadOnlyMemory<byte>.Empty, ReasonText.Truncate(reason) ?? "no reason given");
 
     /// <summary>The largest recovery data one branch may hand to the coordinator (16 MiB).</summary>
     public const int MaxRecoveryDataLength = 16 * 1024 * 1024;

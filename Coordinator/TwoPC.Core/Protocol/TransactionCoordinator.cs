@@ -182,13 +182,13 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
     /// <summary>Begins a global transaction.</summary>
     /// <param name="timeout">How long it may take until the commit decision; default <see cref="TransactionCoordinatorOptions.DefaultTimeout"/>, at most <see cref="TransactionCoordinatorOptions.MaxTimeout"/>.</param>
-    /// <exception cref="InvalidOperationException">The coordinator is not started (recovery not finished) or is stopping.</exception>
+    /// <exception cref="CoordinatorUnavailableException">The coordinator is not started (recovery not finished) or is stopping.</exception>
     /// <exception cref="TransactionLogFailedException">The log has failed; no new decision can be made.</exception>
     public GlobalTransaction Begin(TimeSpan? timeout = null)
     {
         if (_phase != 2)
         {
-            throw new InvalidOperationException(_phase < 2
+            throw new CoordinatorUnavailableException(_phase < 2
                 ? "The coordinator has not finished starting (recovery); call StartAsync first."
                 : "The coordinator is stopping; no new transactions are accepted.");
         }
@@ -236,7 +236,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <param name="xid">The branch.</param>
     /// <param name="overridePresumedAbort">Commit a branch of this node's transaction even though the coordinator has no record of it.</param>
     /// <param name="cancellationToken">Cancels while the action waits for a running recovery pass; once the resource manager is called, the call runs to its end.</param>
-    /// <exception cref="InvalidOperationException">The coordinator is not running.</exception>
+    /// <exception cref="CoordinatorUnavailableException">The coordinator is not running.</exception>
     public Task<ForcedBranchResult> ForceCommitBranchAsync(string resourceManager, Xid xid, bool overridePresumedAbort = false, CancellationToken cancellationToken = default)
     {
         EnsureRunning();
@@ -251,7 +251,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <param name="resourceManager">The registered name of the branch's resource manager (the resolver is asked for an unknown name).</param>
     /// <param name="xid">The branch.</param>
     /// <param name="cancellationToken">Cancels while the action waits for a running recovery pass; once the resource manager is called, the call runs to its end.</param>
-    /// <exception cref="InvalidOperationException">The coordinator is not running.</exception>
+    /// <exception cref="CoordinatorUnavailableException">The coordinator is not running.</exception>
     public Task<ForcedBranchResult> ForceRollbackBranchAsync(string resourceManager, Xid xid, CancellationToken cancellationToken = default)
     {
         EnsureRunning();
@@ -277,7 +277,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     {
         if (_phase != 2)
         {
-            throw new InvalidOperationException("The coordinator is not running.");
+            throw new CoordinatorUnavailableException("The coordinator is not running.");
         }
     }
 

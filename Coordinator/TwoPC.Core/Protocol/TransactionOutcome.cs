@@ -1,3 +1,4 @@
+using TwoPC.Participants;
 using TwoPC.Transactions;
 
 namespace TwoPC.Protocol;
@@ -9,6 +10,9 @@ namespace TwoPC.Protocol;
 /// <param name="Branches">Each branch's vote and outcome.</param>
 public sealed record TransactionOutcome(GlobalTransactionId TransactionId, OutcomeKind Kind, string? Reason, IReadOnlyList<BranchReport> Branches)
 {
+    /// <summary>Why it rolled back or went heuristic, cut to <see cref="ReasonText.MaxLength"/> characters (it may quote a participant).</summary>
+    public string? Reason { get; init => field = ReasonText.Truncate(value); } = ReasonText.Truncate(Reason);
+
     /// <summary><see langword="true"/> for every heuristic outcome (the branches did not all follow the decision).</summary>
     public bool IsHeuristic => Kind is OutcomeKind.HeuristicCommit or OutcomeKind.HeuristicRollback or OutcomeKind.HeuristicMixed or OutcomeKind.HeuristicHazard;
 }

@@ -412,8 +412,8 @@ internal sealed class TwoPhaseCommit(
         }
 
         table.AddHeuristic(record);
-        logger.HeuristicOutcome(id, kind, reason);
-        return Finish(id, kind, reason, reports, started);
+        logger.HeuristicOutcome(id, kind, record.Reason);
+        return Finish(id, kind, record.Reason, reports, started);
     }
 
     private TransactionOutcome Finish(GlobalTransaction tx, OutcomeKind kind, string? reason, BranchReport[] reports, long started)
@@ -438,7 +438,7 @@ internal sealed class TwoPhaseCommit(
                 break;
             case OutcomeKind.RolledBack:
                 metrics.RolledBack.Add(1);
-                logger.TransactionRolledBack(id, reason ?? "rolled back");
+                logger.TransactionRolledBack(id, outcome.Reason ?? "rolled back");
                 break;
             default:
                 metrics.Heuristic.Add(1);

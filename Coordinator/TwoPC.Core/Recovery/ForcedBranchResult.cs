@@ -12,6 +12,9 @@ namespace TwoPC.Recovery;
 /// <param name="Message">One line for the operator: what happened, or why not.</param>
 public sealed record ForcedBranchResult(ForcedAction Action, string ResourceManager, Xid Xid, ForcedBranchStatus Status, BranchOutcome? Outcome, string Message)
 {
+    /// <summary>One line for the operator, cut to <see cref="ReasonText.MaxLength"/> characters (it may quote the resource's error).</summary>
+    public string Message { get; init => field = ReasonText.Truncate(value) ?? string.Empty; } = ReasonText.Truncate(Message) ?? string.Empty;
+
     /// <summary><see langword="true"/> when the branch ended as asked (committed for a commit, rolled back for a rollback).</summary>
     public bool Succeeded => Status == ForcedBranchStatus.Completed && Outcome == (Action == ForcedAction.Commit ? BranchOutcome.Committed : BranchOutcome.RolledBack);
 }

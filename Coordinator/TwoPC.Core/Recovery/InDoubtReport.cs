@@ -1,3 +1,4 @@
+using TwoPC.Participants;
 using TwoPC.Transactions;
 
 namespace TwoPC.Recovery;
@@ -9,4 +10,8 @@ namespace TwoPC.Recovery;
 /// <param name="Resolution">What recovery did.</param>
 /// <param name="Age">How long it has been in doubt, as far as recovery knows (for a committing branch: since the decision).</param>
 /// <param name="Detail">Why it was left alone, or the last error of a phase-2 retry, for the operator.</param>
-public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age, string? Detail = null);
+public sealed record InDoubtReport(string ResourceManager, Xid Xid, InDoubtResolution Resolution, TimeSpan Age, string? Detail = null)
+{
+    /// <summary>Why it was left alone, or the last error of a phase-2 retry, cut to <see cref="ReasonText.MaxLength"/> characters.</summary>
+    public string? Detail { get; init => field = ReasonText.Truncate(value); } = ReasonText.Truncate(Detail);
+}

@@ -387,7 +387,7 @@ public sealed class TwoPhaseCommitTests
     public async Task Begin_before_start_is_refused()
     {
         var coordinator = new TransactionCoordinator(Options(), new InMemoryTransactionLog());
-        var error = Assert.Throws<InvalidOperationException>(() => coordinator.Begin());
+        var error = Assert.Throws<CoordinatorUnavailableException>(() => coordinator.Begin());
         Assert.Contains("StartAsync", error.Message, StringComparison.Ordinal);
     }
 
