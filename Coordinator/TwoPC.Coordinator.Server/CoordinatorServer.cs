@@ -36,6 +36,8 @@ public static class CoordinatorServer
         var callTimeout = server.GetValue("ParticipantCallTimeout", TimeSpan.FromSeconds(10));
         var builder = services.AddTwoPhaseCommit(configuration.GetSection(TwoPCOptions.SectionName));
 
+        DeploymentSecrets.Check(configuration);
+
         // Who the coordinator calls back, and how much at once: checked here, so a bad setting stops the start.
         var directory = ParticipantDirectory.FromConfiguration(server);
         var callLimits = ParticipantCallOptions.FromConfiguration(server);
@@ -80,6 +82,10 @@ public static class CoordinatorServer
                 // A redirect would carry a signed call to an address nobody configured: a 3xx is the participant's error.
                 AllowAutoRedirect = false,
                 MaxConnectionsPerServer = callLimits.MaxParticipantConnectionsPerServer,
+
+                // An answer left unread (an error answer, or one over MaxAnswerBytes) is drained this far at most to reuse
+                // the connection; past it, the connection is closed.
+                MaxResponseDrainSize = ParticipantCallOptions.MaxAnswerBytes,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             })
             .AddHttpMessageHandler(sp => new ParticipantCallHandler(

@@ -230,44 +230,93 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
     [Fact]
     public async Task Item10_a_participants_huge_answer_is_not_read_past_64_KiB_nor_kept()
     {
+        // A raw socket participant (Kestrel silently drops writes to a closed connection, a socket does not): its prepare
+        // answer is a vote whose reason is 100 MB, without a length. Every byte it managed to send is counted.
         const long Huge = 100L * 1024 * 1024;
-        long written = 0;
-        await using var payments = await Listener.StartAsync(async (context, request) =>
+        long sent = 0;
+        using var socket = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
+        using var stop = new CancellationTokenSource();
+        var serving = Task.Run(async () =>
         {
-            // A vote whose reason is 100 MB, streamed without a length: the coordinator must stop reading early.
-            context.Response.ContentType = "application/json";
-            var chunk = Encoding.ASCII.GetBytes(new string('x', 64 * 1024));
-            try
+            while (!stop.IsCancellationRequested)
             {
-                await context.Response.WriteAsync("{\"vote\":\"no\",\"reason\":\"", context.RequestAborted);
-                while (written < Huge && !context.RequestAborted.IsCancellationRequested)
+                using var connection = await socket.AcceptTcpClientAsync(stop.Token);
+                var stream = connection.GetStream();
+                var head = await ReadRequestHeadAsync(stream, stop.Token);
+                try
                 {
-                    await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
-                    Interlocked.Add(ref written, chunk.Length);
-                }
+                    if (!head.StartsWith("POST /twopc/prepare ", StringComparison.Ordinal))
+                    {
+                        var answer = Encoding.ASCII.GetBytes("{\"outcome\":\"rolledBack\"}");
+                        await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {answer.Length}\r\nConnection: close\r\n\r\n"), stop.Token);
+                        await stream.WriteAsync(answer, stop.Token);
+                        continue;
+                    }
 
-                await context.Response.WriteAsync("\"}", context.RequestAborted);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException)
-            {
-                // The coordinator went away: what it should do.
+                    await stream.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"vote\":\"no\",\"reason\":\""), stop.Token);
+                    var chunk = Encoding.ASCII.GetBytes(new string('x', 64 * 1024));
+                    while (Interlocked.Read(ref sent) < Huge)
+                    {
+                        await stream.WriteAsync(chunk, stop.Token);
+                        Interlocked.Add(ref sent, chunk.Length);
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or OperationCanceledException)
+                {
+                    // The coordinator hung up: what it should do.
+                }
             }
         });
-        using var client = await StartCoordinatorAsync(ConfiguredPayments(payments));
+
+        var callbackUrl = new Uri($"http://127.0.0.1:{port}/twopc");
+        using var client = await StartCoordinatorAsync([
+            $"--Coordinator:Participants:payments:CallbackUrl={callbackUrl}",
+            $"--Coordinator:Participants:payments:Key={PaymentsKey}",
+        ]);
         var id = await BeginAsync(client);
-        using var registered = await RegisterAsync(client, id, "payments", new Uri(payments.BaseAddress, "twopc"));
+        using var registered = await RegisterAsync(client, id, "payments", callbackUrl);
         Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
 
         using var commit = await client.PostAsync($"/transactions/{id}/commit", null);
         var answer = await commit.Content.ReadAsStringAsync();
         var status = await client.GetStringAsync($"/transactions/{id}");
+        await stop.CancelAsync();
+        socket.Stop();
+        await Task.WhenAny(serving, Task.Delay(TimeSpan.FromSeconds(5)));
 
+        output.WriteLine($"the participant sent {Interlocked.Read(ref sent) / 1024} KiB of its {Huge / 1024 / 1024} MiB answer before the coordinator hung up; commit answer {answer.Length} chars, status {status.Length} chars");
         Assert.Contains("RolledBack", answer, StringComparison.Ordinal);
         Assert.Contains("64 KiB", answer, StringComparison.Ordinal);
         Assert.True(answer.Length < 4096, $"the commit answer is {answer.Length} characters");
         Assert.True(status.Length < 4096, $"the status answer is {status.Length} characters");
-        output.WriteLine($"the participant wrote {Interlocked.Read(ref written) / 1024} KiB of its {Huge / 1024 / 1024} MiB answer before the coordinator hung up; answer {answer.Length} chars, status {status.Length} chars");
-        Assert.True(Interlocked.Read(ref written) < Huge, $"the participant wrote all {Huge} bytes: the coordinator read the whole answer");
+        Assert.True(Interlocked.Read(ref sent) < Huge, $"the participant sent all {Huge} bytes: the coordinator read the whole answer");
+
+        // The service still serves the next request.
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/transactions", null)).StatusCode);
+    }
+
+    private static async Task<string> ReadRequestHeadAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        // The request line and headers, then the body by its Content-Length (the coordinator sends one).
+        var bytes = new List<byte>();
+        var one = new byte[1];
+        while (bytes.Count < 4 || !(bytes[^4] == '\r' && bytes[^3] == '\n' && bytes[^2] == '\r' && bytes[^1] == '\n'))
+        {
+            if (await stream.ReadAsync(one, cancellationToken) == 0)
+            {
+                break;
+            }
+
+            bytes.Add(one[0]);
+        }
+
+        var head = Encoding.ASCII.GetString([.. bytes]);
+        var length = head.Split("\r\n").Select(l => l.Split(':', 2)).Where(p => p.Length == 2 && p[0].Trim().Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+            .Select(p => int.Parse(p[1].Trim(), CultureInfo.InvariantCulture)).FirstOrDefault();
+        await stream.ReadExactlyAsync(new byte[length], cancellationToken);
+        return head;
     }
 
     private static int ClosedPort()

@@ -45,11 +45,18 @@ public sealed class SampleServicesFixture : IAsyncLifetime
         PaymentsUrl = Url(FreePort.OnLoopback());
         OrdersUrl = Url(FreePort.OnLoopback());
         var common = new[] { $"--contentRoot={_work.FullName}", "--Logging:LogLevel:Default=Warning" };
+        var paymentsKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var ordersKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
         await StartAsync(CoordinatorServer.BuildApp([
             $"--Urls={Origin(coordinatorUrl)}",
             "--TwoPC:NodeId=samples-test",
             $"--TwoPC:LogDirectory={Path.Combine(_work.FullName, "log")}",
+            $"--Coordinator:Participants:payments:CallbackUrl={PaymentsUrl}twopc",
+            $"--Coordinator:Participants:payments:Key={paymentsKey}",
+            $"--Coordinator:Participants:orders:CallbackUrl={OrdersUrl}twopc",
+            $"--Coordinator:Participants:orders:Key={ordersKey}",
+            "--Coordinator:Authentication:AllowAnonymous=true",
             .. common,
         ]));
         await StartAsync(await PaymentsService.BuildAsync([
@@ -58,6 +65,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             "--TwoPC:Participant:Name=payments",
             $"--TwoPC:Participant:CoordinatorUrl={coordinatorUrl}",
             $"--TwoPC:Participant:CallbackUrl={PaymentsUrl}twopc",
+            $"--TwoPC:Participant:Key={paymentsKey}",
             .. common,
         ]));
         await StartAsync(await OrdersService.BuildAsync([
@@ -67,6 +75,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             $"--Payments:Url={PaymentsUrl}",
             "--TwoPC:Participant:Name=orders",
             $"--TwoPC:Participant:CallbackUrl={OrdersUrl}twopc",
+            $"--TwoPC:Participant:Key={ordersKey}",
             .. common,
         ]));
         PaymentsDb = NpgsqlDataSource.Create(payments);
