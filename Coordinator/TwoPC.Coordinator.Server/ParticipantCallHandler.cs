@@ -46,16 +46,17 @@ internal sealed class ParticipantCallHandler(ParticipantDirectory directory, Con
             throw Refused(name, shownTarget, "its callback URL's origin is not in Coordinator:AllowedCallbackOrigins");
         }
 
-        if (key is not null)
-        {
-            await RequestSignature.SignAsync(request, name, key, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
-        }
-
         // Waiting callers are the coordinator's own phase-1/phase-2 tasks; they queue rather than open more sockets.
         using var lease = await limiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
         if (!lease.IsAcquired)
         {
             throw new HttpRequestException($"Participant '{name}' was not called: too many participant calls are waiting.");
+        }
+
+        if (key is not null)
+        {
+            // Signed once its turn has come, so time spent queued never eats into the participant's clock-skew window.
+            await RequestSignature.SignAsync(request, name, key, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         }
 
         HttpResponseMessage response;

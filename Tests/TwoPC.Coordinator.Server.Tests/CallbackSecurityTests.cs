@@ -172,6 +172,103 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         }
     }
 
+    [Fact]
+    public async Task Item01_after_a_restart_a_configured_participant_is_called_at_its_configured_url_not_the_logged_one()
+    {
+        // First run (development mode): "payments" registers at L1 and its commit keeps failing; the decision is logged
+        // with L1's URL. Second run: "payments" is configured at L2 with its key. Recovery must call L2, signed; never L1.
+        await using var first = await Listener.StartAsync(async (context, request) =>
+        {
+            if (request.Path.EndsWith("/commit", StringComparison.Ordinal))
+            {
+                context.Response.StatusCode = 503;
+                return;
+            }
+
+            await Listener.AnswerAsParticipantAsync(context, request);
+        });
+        await using var second = await Listener.StartParticipantAsync();
+        var log = Path.Combine(_log.FullName, "restart");
+        using (var client = await StartCoordinatorAsync([
+            $"--TwoPC:LogDirectory={log}",
+            "--Coordinator:AllowUnconfiguredParticipants=true",
+            $"--Coordinator:AllowedCallbackOrigins:0=http://127.0.0.1:{first.Port}",
+        ]))
+        {
+            var id = await BeginAsync(client);
+            using var registered = await RegisterAsync(client, id, "payments", new Uri(first.BaseAddress, "twopc"));
+            Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
+            var commit = client.PostAsync($"/transactions/{id}/commit", null);
+            await TwoPC.Testing.Eventually.TrueAsync(() => Task.FromResult(first.Requests.Any(r => r.Path == "/twopc/commit")), TimeSpan.FromSeconds(30));
+            await StopLastAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => commit);
+        }
+
+        var calledBefore = first.Requests.Count;
+        using var restarted = await StartCoordinatorAsync([
+            $"--TwoPC:LogDirectory={log}",
+            $"--Coordinator:Participants:payments:CallbackUrl={new Uri(second.BaseAddress, "twopc")}",
+            $"--Coordinator:Participants:payments:Key={PaymentsKey}",
+        ]);
+
+        await TwoPC.Testing.Eventually.TrueAsync(() => Task.FromResult(second.Requests.Any(r => r.Path == "/twopc/commit")), TimeSpan.FromSeconds(30));
+        var redriven = second.Requests.First(r => r.Path == "/twopc/commit");
+        Assert.Equal(SignatureCheck.Valid, RequestSignature.Verify("payments", PaymentsKey, redriven.Method, redriven.Path, redriven.Headers[RequestSignature.TimestampHeader],
+            redriven.Headers[RequestSignature.SignatureHeader], redriven.Body, DateTimeOffset.UtcNow, RequestSignature.DefaultClockSkew));
+        Assert.Equal(calledBefore, first.Requests.Count);
+    }
+
+    [Fact]
+    public async Task Item02_after_a_restart_a_logged_url_of_an_unconfigured_participant_is_checked_against_todays_allowlist()
+    {
+        await using var first = await Listener.StartAsync(async (context, request) =>
+        {
+            if (request.Path.EndsWith("/commit", StringComparison.Ordinal))
+            {
+                context.Response.StatusCode = 503;
+                return;
+            }
+
+            await Listener.AnswerAsParticipantAsync(context, request);
+        });
+        await using var allowedNow = await Listener.StartParticipantAsync();
+        var log = Path.Combine(_log.FullName, "allowlist");
+        string xid;
+        using (var client = await StartCoordinatorAsync([
+            $"--TwoPC:LogDirectory={log}",
+            "--Coordinator:AllowUnconfiguredParticipants=true",
+            $"--Coordinator:AllowedCallbackOrigins:0=http://127.0.0.1:{first.Port}",
+        ]))
+        {
+            var id = await BeginAsync(client);
+            using var registered = await RegisterAsync(client, id, "dev-x", new Uri(first.BaseAddress, "twopc"));
+            xid = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("xid").GetString()!;
+            var commit = client.PostAsync($"/transactions/{id}/commit", null);
+            await TwoPC.Testing.Eventually.TrueAsync(() => Task.FromResult(first.Requests.Any(r => r.Path == "/twopc/commit")), TimeSpan.FromSeconds(30));
+            await StopLastAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => commit);
+        }
+
+        // The origin is no longer allowed: the logged decision is re-driven, and every attempt is refused before sending.
+        var calledBefore = first.Requests.Count;
+        using var restarted = await StartCoordinatorAsync([
+            $"--TwoPC:LogDirectory={log}",
+            "--Admin:ApiKey=callbacks-admin-key",
+            "--Coordinator:AllowUnconfiguredParticipants=true",
+            $"--Coordinator:AllowedCallbackOrigins:0=http://127.0.0.1:{allowedNow.Port}",
+        ]);
+        await TwoPC.Testing.Eventually.TrueAsync(async () =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/admin/in-doubt");
+            request.Headers.Add("X-Api-Key", "callbacks-admin-key");
+            using var listed = await restarted.SendAsync(request);
+            var text = await listed.Content.ReadAsStringAsync();
+            return text.Contains(xid, StringComparison.Ordinal) && text.Contains("AllowedCallbackOrigins", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(30));
+        Assert.Equal(calledBefore, first.Requests.Count);
+        Assert.Empty(allowedNow.Requests);
+    }
+
     [Theory]
     [InlineData("--Coordinator:Participants:payments:Key=change-me", "Coordinator:Participants:payments:Key")]
     [InlineData("--Coordinator:CallbackKey=some-long-shared-secret-0123456789abcdef", "Coordinator:Participants:{name}:Key")]
@@ -341,6 +438,22 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         $"--Coordinator:Participants:payments:CallbackUrl={new Uri(payments.BaseAddress, "twopc")}",
         $"--Coordinator:Participants:payments:Key={PaymentsKey}",
     ];
+
+    private async Task StopLastAsync()
+    {
+        var app = _servers[^1];
+        _servers.RemoveAt(_servers.Count - 1);
+        using var shortly = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await app.StopAsync(shortly.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await app.DisposeAsync();
+    }
 
     private async Task<HttpClient> StartCoordinatorAsync(string[] settings)
     {
