@@ -182,17 +182,25 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
         }
 
         var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(ParticipantCallOptions.MaxAnswerBytes + 1);
+        try
         {
-            var buffer = new byte[ParticipantCallOptions.MaxAnswerBytes + 1];
-            var filled = 0;
-            int read;
-            while (filled < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false)) > 0)
+            await using (stream.ConfigureAwait(false))
             {
-                filled += read;
-            }
+                var filled = 0;
+                int read;
+                while (filled <= ParticipantCallOptions.MaxAnswerBytes
+                    && (read = await stream.ReadAsync(buffer.AsMemory(filled, ParticipantCallOptions.MaxAnswerBytes + 1 - filled), cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    filled += read;
+                }
 
-            return filled > ParticipantCallOptions.MaxAnswerBytes ? null : buffer[..filled];
+                return filled > ParticipantCallOptions.MaxAnswerBytes ? null : buffer[..filled];
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
