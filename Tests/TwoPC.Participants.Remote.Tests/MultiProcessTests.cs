@@ -341,6 +341,36 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         Assert.Contains("TwoPC:Participant:Key is required", process.Describe(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Item03_a_coordinator_process_with_a_callback_protection_off_says_so_at_start()
+    {
+        var log = Directory.CreateTempSubdirectory("twopc-remote-dev-");
+        try
+        {
+            using var process = CrashHostProcess.StartProgram(Path.Combine("Coordinator", "TwoPC.Coordinator.Server"), [
+                $"--Urls=http://127.0.0.1:{TwoPC.TestServers.Internal.FreePort.OnLoopback()}",
+                $"--TwoPC:NodeId={CoordinatorProcess.NewNodeId()}",
+                $"--TwoPC:LogDirectory={log.FullName}",
+                "--Coordinator:Authentication:AllowAnonymous=true",
+                "--Coordinator:AllowUnauthenticatedCallbacks=true",
+                "--Coordinator:AllowUnconfiguredParticipants=true",
+                "--Coordinator:Participants:dev:CallbackUrl=http://127.0.0.1:1/twopc",
+                "--Logging:LogLevel:Default=Warning",
+                "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
+            ]);
+            await process.WaitForLineAsync(TimeSpan.FromSeconds(60), "Now listening on:", "      Now listening on:");
+            var output = process.Describe();
+            Assert.Contains("Coordinator:AllowUnauthenticatedCallbacks is true: participants configured without a key (dev)", output, StringComparison.Ordinal);
+            Assert.Contains("Coordinator:AllowUnconfiguredParticipants is true", output, StringComparison.Ordinal);
+            Assert.Contains("none listed: every unconfigured URL is refused", output, StringComparison.Ordinal);
+            process.Kill();
+        }
+        finally
+        {
+            log.Delete(recursive: true);
+        }
+    }
+
     private async Task PostEntryAsync(LedgerProcess ledger, CoordinatorTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
     {
         using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
