@@ -20,6 +20,10 @@ RUN dotnet publish "$PROJECT" -c Release -o /app && \
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}
 WORKDIR /app
 COPY --from=build /app ./
+# Not root: the image's unprivileged `app` user ($APP_UID). It owns the coordinator's log directory (a named volume
+# mounted there starts with this ownership) and nothing else; the application files stay root-owned and read-only to it.
+RUN mkdir -p /var/lib/twopc/log && chown -R "$APP_UID:$APP_UID" /var/lib/twopc
+USER $APP_UID
 # Listen on all interfaces inside the container; compose publishes only what it must, on 127.0.0.1.
 # `Urls` (not ASPNETCORE_URLS): the services' appsettings.json sets Urls, and only an unprefixed variable overrides it.
 ENV Urls=http://0.0.0.0:8080 DOTNET_CLI_TELEMETRY_OPTOUT=1

@@ -1,3 +1,4 @@
+using System.Threading.RateLimiting;
 using TwoPC.Client;
 using TwoPC.Coordinator.Server.Security;
 using TwoPC.Hosting;
@@ -9,9 +10,6 @@ public static class CoordinatorServer
 {
     /// <summary>The named <see cref="HttpClient"/> used to call remote participants.</summary>
     public const string ParticipantClientName = "twopc-participants";
-
-    /// <summary>The header carrying <c>Coordinator:CallbackKey</c> on every call to a participant.</summary>
-    public const string CallbackKeyHeader = TwoPCHeaders.CallbackKey;
 
     /// <summary>
     /// Builds the application from <paramref name="args"/> (appsettings.json, environment, command line):
@@ -42,10 +40,28 @@ public static class CoordinatorServer
         var callTimeout = server.GetValue("ParticipantCallTimeout", TimeSpan.FromSeconds(10));
         var builder = services.AddTwoPhaseCommit(configuration.GetSection(TwoPCOptions.SectionName));
 
-        // Remote participants named here are registered before recovery, so logged decisions reach them after a restart.
+        DeploymentSecrets.Check(configuration);
+
+        // Who the coordinator calls back, and how much at once: checked here, so a bad setting stops the start.
+        var directory = ParticipantDirectory.FromConfiguration(server);
+        var callLimits = ParticipantCallOptions.FromConfiguration(server);
+        services.AddSingleton(directory);
+        services.AddSingleton(callLimits);
+        services.AddHostedService<ParticipantStartupReport>();
+
+        // Configured participants are registered before recovery, at their configured callback URL, so logged decisions
+        // reach them (there) after a restart. Names in RemoteResourceManagers are accepted only in unconfigured mode.
+        foreach (var participant in directory.All)
+        {
+            builder.AddResourceManager((sp, _) => Task.FromResult(new HttpParticipantResourceManager(participant.Name, sp.GetRequiredService<IHttpClientFactory>(), participant.CallbackUrl)));
+        }
+
         foreach (var name in server.GetSection("RemoteResourceManagers").Get<string[]>() ?? [])
         {
-            builder.AddResourceManager((sp, _) => Task.FromResult(new HttpParticipantResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
+            if (!directory.TryGet(name, out _))
+            {
+                builder.AddResourceManager((sp, _) => Task.FromResult(new HttpParticipantResourceManager(name, sp.GetRequiredService<IHttpClientFactory>())));
+            }
         }
 
         // Any other name a logged decision names is a remote participant too: its recovery data is the callback
@@ -54,17 +70,33 @@ public static class CoordinatorServer
         builder.ResolveResourceManagers((sp, name) => sp.GetRequiredService<TransactionRegistry>().GetOrRegisterRemote(name));
 
         builder.AddMessaging(configuration);
-        services.AddSingleton(new CallbackHosts(server.GetSection("AllowedCallbackHosts").Get<string[]>() ?? []));
-        var callbackKey = server["CallbackKey"];
-        services.AddHttpClient(ParticipantClientName, client =>
+        services.AddSingleton(new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
-            client.Timeout = callTimeout;
-            if (!string.IsNullOrEmpty(callbackKey))
+            PermitLimit = callLimits.MaxConcurrentParticipantCalls,
+            QueueLimit = int.MaxValue,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        }));
+        services.AddHttpClient(ParticipantClientName, client =>
             {
-                // Participants that require it (TwoPC:Participant:CallbackKey) refuse commit/rollback calls without it.
-                client.DefaultRequestHeaders.Add(CallbackKeyHeader, callbackKey);
-            }
-        });
+                client.Timeout = callTimeout;
+                client.MaxResponseContentBufferSize = ParticipantCallOptions.MaxAnswerBytes;
+            })
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            {
+                // A redirect would carry a signed call to an address nobody configured: a 3xx is the participant's error.
+                AllowAutoRedirect = false,
+                MaxConnectionsPerServer = callLimits.MaxParticipantConnectionsPerServer,
+
+                // An answer left unread (an error answer, or one over MaxAnswerBytes) is drained this far at most to reuse
+                // the connection; past it, the connection is closed.
+                MaxResponseDrainSize = ParticipantCallOptions.MaxAnswerBytes,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            })
+            .AddHttpMessageHandler(sp => new ParticipantCallHandler(
+                sp.GetRequiredService<ParticipantDirectory>(),
+                sp.GetRequiredService<ConcurrencyLimiter>(),
+                sp.GetService<TimeProvider>() ?? TimeProvider.System,
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("TwoPC.Coordinator.Server.Participants")));
         services.AddSingleton<TransactionRegistry>();
         services.AddTwoPCAuthentication(configuration);
         services.AddCoordinatorLimits(configuration);
@@ -75,13 +107,3 @@ public static class CoordinatorServer
     }
 }
 
-/// <summary>
-/// The hosts a registered callback URL may name (<c>Coordinator:AllowedCallbackHosts</c>; empty = any). The
-/// coordinator POSTs to these addresses, so with a list configured it cannot be made to call anywhere else.
-/// </summary>
-internal sealed class CallbackHosts(string[] allowed)
-{
-    private readonly HashSet<string> _allowed = new(allowed, StringComparer.OrdinalIgnoreCase);
-
-    public bool Allows(Uri callbackUrl) => _allowed.Count == 0 || _allowed.Contains(callbackUrl.Host);
-}

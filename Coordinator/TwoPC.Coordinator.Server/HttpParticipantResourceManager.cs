@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using TwoPC.Client;
@@ -21,13 +20,23 @@ namespace TwoPC.Coordinator.Server;
 /// The callback URL of every branch registered since this process started is remembered until the participant
 /// has answered the branch's outcome, so an operator's forced commit or rollback of a branch with no recovery data
 /// (no logged decision) still reaches it; with no URL at all, a forced call fails rather than guess.
+/// A participant configured under <c>Coordinator:Participants</c> is always called at its configured callback URL (a
+/// URL in a logged decision or a registration is not used for it). Redirects are never followed (a 3xx is the
+/// participant's error), at most <see cref="ParticipantCallOptions.MaxAnswerBytes"/> of an answer is read, and errors
+/// name the participant, never the target's address or status (those are logged).
 /// </remarks>
-public sealed class HttpParticipantResourceManager(string name, IHttpClientFactory httpClientFactory) : IResourceManager
+/// <param name="name">The participant's resource manager name.</param>
+/// <param name="httpClientFactory">Creates the participant client (<see cref="CoordinatorServer.ParticipantClientName"/>).</param>
+/// <param name="configuredCallbackUrl">The callback URL configured for the participant, or null for an unconfigured one.</param>
+public sealed class HttpParticipantResourceManager(string name, IHttpClientFactory httpClientFactory, Uri? configuredCallbackUrl = null) : IResourceManager
 {
     private readonly ConcurrentDictionary<Xid, Uri> _callbackUrls = new();
 
     /// <inheritdoc />
     public string Name { get; } = name;
+
+    /// <summary>The callback URL configured for this participant (<c>Coordinator:Participants:{name}:CallbackUrl</c>), or null.</summary>
+    public Uri? ConfiguredCallbackUrl { get; } = configuredCallbackUrl;
 
     /// <summary>
     /// <see langword="false"/>: a remote participant's commit is a callback that can fail or time out after the participant
@@ -66,6 +75,7 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
     {
         ArgumentNullException.ThrowIfNull(xid);
         ArgumentNullException.ThrowIfNull(callbackUrl);
+        callbackUrl = ConfiguredCallbackUrl ?? callbackUrl;
         _callbackUrls[xid] = callbackUrl;
         return new HttpParticipantBranch(this, xid, callbackUrl);
     }
@@ -101,12 +111,12 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
 
                 case HttpStatusCode.Conflict:
                     Finished(xid);
-                    return Vote.No($"'{Name}' failed to prepare (409)");
+                    return Vote.No($"'{Name}' failed to prepare");
                 case (HttpStatusCode)425: // Too Early: still in progress
                     await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
                     continue;
                 default:
-                    throw new HttpRequestException($"'{Name}' answered prepare of {xid} with {(int)response.StatusCode}.", null, response.StatusCode);
+                    throw ErrorAnswer(response, "prepare", xid);
             }
         }
     }
@@ -116,7 +126,7 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
         using var response = await PostAsync(callbackUrl, action, xid, cancellationToken, participantData).ConfigureAwait(false);
         if (response.StatusCode != HttpStatusCode.OK)
         {
-            throw new HttpRequestException($"'{Name}' answered {action} of {xid} with {(int)response.StatusCode}.", null, response.StatusCode);
+            throw ErrorAnswer(response, action, xid);
         }
 
         var answer = await ReadAnswerAsync<FinishCallbackResponse>(response, action, xid, cancellationToken).ConfigureAwait(false);
@@ -139,14 +149,22 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
 
     private void Finished(Xid xid) => _callbackUrls.TryRemove(xid, out _);
 
+    // The status stays out of the message (it becomes an outcome reason the API returns); the call handler logged it.
+    private HttpRequestException ErrorAnswer(HttpResponseMessage response, string action, Xid xid) =>
+        (int)response.StatusCode is >= 300 and < 400
+            ? new HttpRequestException($"'{Name}' answered {action} of {xid} with a redirect; redirects are not followed (details in the coordinator's log).", null, response.StatusCode)
+            : new HttpRequestException($"'{Name}' failed to answer {action} of {xid} (an error answer; details in the coordinator's log).", null, response.StatusCode);
+
     // An answer that is not the contract (no body, a vote or outcome the contract does not name, a missing field) is
     // the participant's error, reported as such: the coordinator's retries ask again.
     private async Task<T> ReadAnswerAsync<T>(HttpResponseMessage response, string action, Xid xid, CancellationToken cancellationToken)
         where T : class
     {
+        var body = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
+            ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with more than {ParticipantCallOptions.MaxAnswerBytes / 1024} KiB; it was not read.");
         try
         {
-            return await response.Content.ReadFromJsonAsync<T>(TwoPCJson.Options, cancellationToken).ConfigureAwait(false)
+            return JsonSerializer.Deserialize<T>(body, TwoPCJson.Options)
                 ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with an empty body.");
         }
         catch (JsonException ex)
@@ -155,10 +173,46 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
         }
     }
 
-    // The recovery data (the callback URL the branch voted Yes with) when there is some; else the URL it registered with
+    // At most MaxAnswerBytes of the answer, or null when it is longer (declared or read): the rest is never read.
+    private static async Task<byte[]?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength > ParticipantCallOptions.MaxAnswerBytes)
+        {
+            return null;
+        }
+
+        var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(ParticipantCallOptions.MaxAnswerBytes + 1);
+        try
+        {
+            await using (stream.ConfigureAwait(false))
+            {
+                var filled = 0;
+                int read;
+                while (filled <= ParticipantCallOptions.MaxAnswerBytes
+                    && (read = await stream.ReadAsync(buffer.AsMemory(filled, ParticipantCallOptions.MaxAnswerBytes + 1 - filled), cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    filled += read;
+                }
+
+                return filled > ParticipantCallOptions.MaxAnswerBytes ? null : buffer[..filled];
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // The configured callback URL for a configured participant; else the recovery data (the callback URL the branch voted Yes with) when there is some; else the URL it registered with
     // while this process ran. Without either the participant cannot be reached: say so, never presume an outcome.
     private Uri CallbackUrlFor(Xid xid, ReadOnlyMemory<byte> recoveryData, string verb)
     {
+        if (ConfiguredCallbackUrl is { } configured)
+        {
+            return configured;
+        }
+
         if (!recoveryData.IsEmpty)
         {
             return CallbackUrlOf(recoveryData);
@@ -173,7 +227,16 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
     {
         using var client = httpClientFactory.CreateClient(CoordinatorServer.ParticipantClientName);
         var target = new Uri(callbackUrl.AbsoluteUri.TrimEnd('/') + "/" + action);
-        return await client.PostAsJsonAsync(target, new CallbackRequest(xid.ToString(), participantData), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        using var request = new HttpRequestMessage(HttpMethod.Post, target)
+        {
+            // Bytes, not a streamed JsonContent: the signature covers exactly the body sent.
+            Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(new CallbackRequest(xid.ToString(), participantData), TwoPCJson.Options)),
+        };
+        request.Content.Headers.ContentType = new("application/json") { CharSet = "utf-8" };
+        request.Options.Set(ParticipantCallHandler.Participant, Name);
+
+        // Headers only: the body is read (at most MaxAnswerBytes of it) by the caller, never buffered whole.
+        return await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
     }
 
     // A remote branch's recovery data: the callback URL (UTF-8), then, when the participant answered prepare with

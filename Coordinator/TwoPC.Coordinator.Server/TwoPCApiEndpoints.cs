@@ -44,6 +44,7 @@ public static class TwoPCApiEndpoints
         tx.MapPost("/{id}/branches", RegisterBranchAsync).Accepts<RegisterBranchRequest>("application/json")
             .Produces<RegisterBranchResponse>(StatusCodes.Status201Created)
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
@@ -105,7 +106,7 @@ public static class TwoPCApiEndpoints
             ? Results.Ok(registry.Coordinator.GetStatus(txId).ToDto())
             : error;
 
-    private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry, CallbackHosts callbackHosts)
+    private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry, ParticipantDirectory participants, ILoggerFactory loggers)
     {
         if (!TryParseId(id, out var txId, out var error))
         {
@@ -134,9 +135,11 @@ public static class TwoPCApiEndpoints
             return BadRequest("callbackUrl must be an absolute http or https URL without query, fragment or credentials.");
         }
 
-        if (!callbackHosts.Allows(callbackUrl))
+        if (CallbackRefusal(participants, name, callbackUrl) is { } refusal)
         {
-            return BadRequest($"callbackUrl host {TransactionIdFormatException.Sanitize(callbackUrl.Host)} is not in Coordinator:AllowedCallbackHosts.");
+            ParticipantCallLog.RegistrationRefused(loggers.CreateLogger("TwoPC.Coordinator.Server.Participants"), txId.ToString(), TransactionIdFormatException.Sanitize(name),
+                TransactionIdFormatException.Sanitize(callbackUrl.AbsoluteUri), refusal);
+            return Results.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Callback URL not allowed", detail: refusal);
         }
 
         if (!registry.TryGet(txId, out var tx))
@@ -173,6 +176,31 @@ public static class TwoPCApiEndpoints
         {
             return NotActive(txId);
         }
+    }
+
+    /// <summary>
+    /// Why the coordinator will not call <paramref name="name"/> back at <paramref name="callbackUrl"/> (null when it will):
+    /// a participant's identity and callback URL are bound by configuration, never by the registering request.
+    /// </summary>
+    private static string? CallbackRefusal(ParticipantDirectory participants, string name, Uri callbackUrl)
+    {
+        if (participants.TryGet(name, out var participant))
+        {
+            return ParticipantDirectory.SameCallbackUrl(callbackUrl, participant.CallbackUrl)
+                ? null
+                : $"callbackUrl is not the callback URL configured for participant {TransactionIdFormatException.Sanitize(name)} (Coordinator:Participants:{{name}}:CallbackUrl).";
+        }
+
+        if (!participants.AllowUnconfiguredParticipants)
+        {
+            return $"Participant {TransactionIdFormatException.Sanitize(name)} is not configured: the coordinator calls back only participants configured under Coordinator:Participants:{{name}} (CallbackUrl, Key).";
+        }
+
+        return participants.AllowsOrigin(callbackUrl)
+            ? null
+            : participants.AllowedCallbackOrigins.Count == 0
+                ? "callbackUrl is refused: Coordinator:AllowedCallbackOrigins is empty, so no unconfigured participant's URL is allowed."
+                : "callbackUrl's origin (scheme://host:port) is not in Coordinator:AllowedCallbackOrigins.";
     }
 
     private static async Task<IResult> FinishAsync(string id, TransactionRegistry registry, bool commit, CancellationToken cancellationToken)

@@ -151,6 +151,13 @@ public sealed partial class PostgresResourceManager
         new KeyValuePair<string, object?>("twopc.operation", operation),
         new KeyValuePair<string, object?>("twopc.branch.outcome", outcome.ToString()));
 
+    /// <summary>
+    /// Whether a commit or rollback of <paramref name="xid"/>, no longer prepared, can be answered from evidence: its
+    /// transaction id is in <paramref name="recoveryData"/> or remembered from its prepare or a recovery scan.
+    /// </summary>
+    internal bool KnowsTransactionOf(Xid xid, ReadOnlySpan<byte> recoveryData) =>
+        (PostgresRecoveryData.TryDecode(recoveryData) ?? Remembered(xid)) is not null;
+
     private ulong? Remembered(Xid xid) => _prepared.TryGetValue(xid.ToString(), out var id) ? id : null;
 
     private async Task<bool> LegacyMarkersExistAsync(NpgsqlConnection connection, CancellationToken cancellationToken)

@@ -21,6 +21,12 @@ internal interface ILocalResource : IDisposable
     /// <summary>Rolls the prepared branch back by XID.</summary>
     ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Whether the database can tell exactly what became of a branch that is no longer prepared (a repeated commit or
+    /// rollback after this process forgot it), from <paramref name="recoveryData"/> or what it remembers.
+    /// </summary>
+    bool CanAnswerFinished(Xid xid, ReadOnlyMemory<byte> recoveryData);
+
     /// <summary>The branches prepared in the database.</summary>
     ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken);
 

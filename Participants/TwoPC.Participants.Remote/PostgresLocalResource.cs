@@ -20,11 +20,34 @@ internal sealed class PostgresLocalResource(PostgresResourceManager resourceMana
 
     public ValueTask<bool> IsPreparedAsync(Xid xid, CancellationToken cancellationToken) => ResourceManager.IsPreparedAsync(xid, cancellationToken);
 
-    public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        ResourceManager.CommitAsync(xid, recoveryData, cancellationToken);
+    public async ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ResourceManager.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (IsNotOurs(ex))
+        {
+            throw new ForeignBranchException($"Branch {xid} is not this participant's: {ex.MessageText}", ex);
+        }
+    }
 
-    public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
-        ResourceManager.RollbackAsync(xid, recoveryData, cancellationToken);
+    public async ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ResourceManager.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (IsNotOurs(ex))
+        {
+            throw new ForeignBranchException($"Branch {xid} is not this participant's: {ex.MessageText}", ex);
+        }
+    }
+
+    public bool CanAnswerFinished(Xid xid, ReadOnlyMemory<byte> recoveryData) => ResourceManager.KnowsTransactionOf(xid, recoveryData.Span);
+
+    // "prepared transaction belongs to another database" (0A000) or to another user (42501): never ours to finish.
+    private static bool IsNotOurs(PostgresException ex) => ex.SqlState is PostgresErrorCodes.FeatureNotSupported or PostgresErrorCodes.InsufficientPrivilege;
 
     public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) => ResourceManager.RecoverAsync(cancellationToken);
 

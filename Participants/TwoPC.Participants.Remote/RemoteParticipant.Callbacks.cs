@@ -28,6 +28,11 @@ public sealed partial class RemoteParticipant
             return Answer("prepare", xid, vote.Kind.ToString(), Results.Ok(new PrepareCallbackResponse(ToWire(vote.Kind), vote.Reason, recoveryData)));
         }
 
+        if (await RefusalAsync("prepare", xid, cancellationToken).ConfigureAwait(false) is { } refusal)
+        {
+            return refusal;
+        }
+
         // Not in memory (this process restarted, or the request failed before joining): PostgreSQL knows.
         return await Local.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false)
             ? Answer("prepare", xid, "Yes (found prepared)", Results.Ok(new PrepareCallbackResponse(CallbackVote.Yes)))
@@ -36,8 +41,33 @@ public sealed partial class RemoteParticipant
 
     internal async Task<IResult> OnCommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
-        var outcome = await Local.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
-        if (_branches.TryGetValue(xid.ToString(), out var branch))
+        var tracked = _branches.TryGetValue(xid.ToString(), out var branch);
+        if (!tracked)
+        {
+            // Only a branch of its coordinator that is prepared here, or one it finished and can answer for exactly (the
+            // coordinator's repeat after a lost answer or a restart): never a commit of anything else.
+            if (await RefusalAsync("commit", xid, cancellationToken).ConfigureAwait(false) is { } refusal)
+            {
+                return refusal;
+            }
+
+            if (!Local.CanAnswerFinished(xid, recoveryData) && !await Local.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false))
+            {
+                return NotOurs("commit", xid, StatusCodes.Status404NotFound, "Unknown branch", $"No branch {xid} is prepared in this participant's database, and it knows nothing of one it finished.");
+            }
+        }
+
+        BranchOutcome outcome;
+        try
+        {
+            outcome = await Local.CommitAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ForeignBranchException ex)
+        {
+            return NotOurs("commit", xid, StatusCodes.Status409Conflict, "Not this participant's branch", ex.Message);
+        }
+
+        if (branch is not null)
         {
             Forget(branch);
         }
@@ -47,7 +77,24 @@ public sealed partial class RemoteParticipant
 
     internal async Task<IResult> OnRollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
     {
-        if (_branches.TryGetValue(xid.ToString(), out var branch))
+        var tracked = _branches.TryGetValue(xid.ToString(), out var branch);
+        if (!tracked)
+        {
+            if (await RefusalAsync("rollback", xid, cancellationToken).ConfigureAwait(false) is { } refusal)
+            {
+                return refusal;
+            }
+
+            if (!Local.CanAnswerFinished(xid, recoveryData) && !await Local.IsPreparedAsync(xid, cancellationToken).ConfigureAwait(false))
+            {
+                // A branch of its coordinator with nothing prepared here and nothing known of it (its request never began
+                // its local transaction, or it was rolled back before): rolled back as far as this database goes
+                // (presumed abort), and the database is not touched.
+                return Answer("rollback", xid, "RolledBack (nothing prepared)", Results.Ok(new FinishCallbackResponse(CallbackOutcome.RolledBack)));
+            }
+        }
+
+        if (branch is not null)
         {
             var (inProgress, ended) = await branch.RollbackForCoordinatorAsync(cancellationToken).ConfigureAwait(false);
             if (inProgress)
@@ -62,13 +109,70 @@ public sealed partial class RemoteParticipant
             }
         }
 
-        var rolledBack = await Local.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        BranchOutcome rolledBack;
+        try
+        {
+            rolledBack = await Local.RollbackAsync(xid, recoveryData, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ForeignBranchException ex)
+        {
+            return NotOurs("rollback", xid, StatusCodes.Status409Conflict, "Not this participant's branch", ex.Message);
+        }
+
         if (branch is not null)
         {
             Forget(branch);
         }
 
         return Answer("rollback", xid, rolledBack.ToString(), Results.Ok(new FinishCallbackResponse(ToWire(rolledBack))));
+    }
+
+    /// <summary>
+    /// Why a callback about a branch this process does not track is not this participant's to act on (null when it is):
+    /// not a TwoPC XID (404), or a TwoPC XID of another coordinator node than the one at <see cref="RemoteParticipantOptions.CoordinatorUrl"/> (404).
+    /// </summary>
+    private async Task<IResult?> RefusalAsync(string action, Xid xid, CancellationToken cancellationToken)
+    {
+        if (xid.TryGetGlobalTransactionId() is not { } id)
+        {
+            return NotOurs(action, xid, StatusCodes.Status404NotFound, "Not a TwoPC branch", $"{xid} is not a TwoPC XID: this participant acts only on branches of its coordinator.");
+        }
+
+        string node;
+        try
+        {
+            node = await CoordinatorNodeForAsync(id.Node.Value, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TwoPCApiException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            // Cannot tell whose branch it is right now: the coordinator asks again.
+            Logger.CallbackNotOurs(action, xid, "the coordinator's node id could not be read: " + ex.Message);
+            return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Coordinator unreachable", detail: "This participant could not ask its coordinator whose branch this is; ask again later.");
+        }
+
+        return node == id.Node.Value
+            ? null
+            : NotOurs(action, xid, StatusCodes.Status404NotFound, "Not this coordinator's branch", $"{xid} is a branch of coordinator node '{id.Node.Value}'; this participant's coordinator is node '{node}'.");
+    }
+
+    // The coordinator's node id, cached; asked again when a callback names another node (the coordinator may have been renamed).
+    private async Task<string> CoordinatorNodeForAsync(string expected, CancellationToken cancellationToken)
+    {
+        if (_coordinatorNode is { } known && known == expected)
+        {
+            return known;
+        }
+
+        var node = (await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false)).NodeId;
+        _coordinatorNode = node;
+        return node;
+    }
+
+    private IResult NotOurs(string action, Xid xid, int status, string title, string detail)
+    {
+        Logger.CallbackNotOurs(action, xid, detail);
+        Metrics.Callback(action, "refused");
+        return Results.Problem(statusCode: status, title: title, detail: detail);
     }
 
     private IResult Answer(string action, Xid xid, string answer, IResult result)

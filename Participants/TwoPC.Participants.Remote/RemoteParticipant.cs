@@ -28,6 +28,7 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
     private readonly Func<CancellationToken, Task<ILocalResource>> _createLocal;
     private readonly ConcurrentDictionary<string, byte> _otherNodeWarned = new(StringComparer.Ordinal);
     private ILocalResource? _local;
+    private volatile string? _coordinatorNode;
 
     internal RemoteParticipant(
         IOptions<RemoteParticipantOptions> options,
@@ -73,6 +74,11 @@ public sealed partial class RemoteParticipant : IAsyncDisposable
     internal async Task StartAsync(CancellationToken cancellationToken)
     {
         _local = await _createLocal(cancellationToken).ConfigureAwait(false);
+        if (string.IsNullOrEmpty(Options.Key))
+        {
+            Logger.UnauthenticatedCallbacks(Options.Name); // only possible with AllowUnauthenticatedCallbacks (validated at start)
+        }
+
         Logger.Ready(Options.Name, Options.CoordinatorUrl!, Options.CallbackUrl!);
     }
 

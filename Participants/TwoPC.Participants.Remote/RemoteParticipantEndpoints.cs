@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -14,8 +12,8 @@ namespace TwoPC.Participants.Remote;
 /// <summary>Maps the coordinator's callbacks and turns request handlers into branches.</summary>
 public static class RemoteParticipantEndpoints
 {
-    /// <summary>The header carrying the coordinator's callback key (<see cref="RemoteParticipantOptions.CallbackKey"/>).</summary>
-    public const string CallbackKeyHeader = TwoPCHeaders.CallbackKey;
+    /// <summary>The largest callback body read (a callback is an XID and at most 4096 characters of recovery data).</summary>
+    internal const int MaxCallbackBodyBytes = 16 * 1024;
 
     internal const string BranchKey = "TwoPC.RemoteBranch";
     internal const string RefusalKey = "TwoPC.RemoteBranch.Refusal";
@@ -31,19 +29,10 @@ public static class RemoteParticipantEndpoints
         var group = endpoints.MapGroup(prefix).WithTags("TwoPC participant");
         group.AddEndpointFilter(async (context, next) =>
         {
-            // A commit or rollback from anyone but the coordinator would break atomicity: check the shared key.
+            // A prepare, commit or rollback from anyone but the coordinator would break atomicity: only a call signed
+            // under this participant's own key (and name) within the clock-skew window is served.
             var participant = context.HttpContext.RequestServices.GetRequiredService<RemoteParticipant>();
-            if (participant.Options.CallbackKey is { Length: > 0 } expected)
-            {
-                var given = context.HttpContext.Request.Headers[CallbackKeyHeader];
-                if (given.Count != 1 || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given[0] ?? string.Empty), Encoding.UTF8.GetBytes(expected)))
-                {
-                    participant.Logger.CallbackRefused(context.HttpContext.Request.Path.Value ?? string.Empty);
-                    return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized", detail: $"Callbacks need the {CallbackKeyHeader} header.");
-                }
-            }
-
-            return await next(context).ConfigureAwait(false);
+            return await VerifyCallbackAsync(context.HttpContext, participant).ConfigureAwait(false) ?? await next(context).ConfigureAwait(false);
         });
         group.MapPost("/prepare", (HttpRequest request, RemoteParticipant participant, CancellationToken ct) =>
             WithXidAsync(request, (xid, _) => participant.OnPrepareAsync(xid, ct)));
@@ -99,6 +88,54 @@ public static class RemoteParticipantEndpoints
             }
         });
         return builder;
+    }
+
+    // Null when the call may be served; else the 401/413 problem to answer. The body is buffered so the handler reads it again.
+    private static async Task<IResult?> VerifyCallbackAsync(HttpContext http, RemoteParticipant participant)
+    {
+        var options = participant.Options;
+        if (string.IsNullOrEmpty(options.Key))
+        {
+            return null; // AllowUnauthenticatedCallbacks (development): warned at start
+        }
+
+        var request = http.Request;
+        var path = (request.PathBase + request.Path).ToUriComponent() + request.QueryString.ToUriComponent();
+        if (request.ContentLength > MaxCallbackBodyBytes)
+        {
+            return Results.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Callback too large", detail: $"A callback body is at most {MaxCallbackBodyBytes} bytes.");
+        }
+
+        request.EnableBuffering(MaxCallbackBodyBytes);
+        var body = new byte[MaxCallbackBodyBytes + 1];
+        var length = 0;
+        int read;
+        while (length < body.Length && (read = await request.Body.ReadAsync(body.AsMemory(length), http.RequestAborted).ConfigureAwait(false)) > 0)
+        {
+            length += read;
+        }
+
+        if (length > MaxCallbackBodyBytes)
+        {
+            return Results.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Callback too large", detail: $"A callback body is at most {MaxCallbackBodyBytes} bytes.");
+        }
+
+        request.Body.Position = 0;
+        var keyId = RequestSignature.ParseKeyId(request.Headers[RequestSignature.KeyIdHeader].ToString());
+        var verdict = keyId is null
+            ? (request.Headers.ContainsKey(RequestSignature.KeyIdHeader) ? SignatureCheck.Malformed : SignatureCheck.Missing)
+            : !string.Equals(keyId, options.Name, StringComparison.Ordinal)
+                ? SignatureCheck.Invalid // signed for another participant: useless here
+                : RequestSignature.Verify(keyId, options.Key, request.Method, path, request.Headers[RequestSignature.TimestampHeader].ToString(),
+                    request.Headers[RequestSignature.SignatureHeader].ToString(), body.AsSpan(0, length), participant.Time.GetUtcNow(), options.CallbackClockSkew);
+        if (verdict == SignatureCheck.Valid)
+        {
+            return null;
+        }
+
+        participant.Logger.CallbackRefused(TransactionIdFormatException.Sanitize(path), verdict.ToString(), keyId ?? "(none)");
+        return Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
+            detail: $"Callbacks must be signed by the coordinator under this participant's key ({RequestSignature.Scheme}, key id '{options.Name}'); this one's signature is {verdict}.");
     }
 
     private static async Task<IResult> WithXidAsync(HttpRequest request, Func<Xid, ReadOnlyMemory<byte>, Task<IResult>> action)

@@ -27,8 +27,14 @@ internal static partial class RemoteParticipantLog
     [LoggerMessage(EventId = 7006, Level = LogLevel.Warning, Message = "Branch {Xid}: the prepare outcome is unknown (the connection was lost during PREPARE); the coordinator resolves it by XID")]
     public static partial void PrepareUnknown(this ILogger logger, Exception exception, Xid xid);
 
-    [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Callback {Path} refused: missing or wrong TwoPC-Callback-Key")]
-    public static partial void CallbackRefused(this ILogger logger, string path);
+    [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Callback {Path} refused: its signature is {Verdict} (key id {KeyId})")]
+    public static partial void CallbackRefused(this ILogger logger, string path, string verdict, string keyId);
+
+    [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "Remote participant '{Name}' runs without a key (TwoPC:Participant:AllowUnauthenticatedCallbacks=true): anyone who can reach its callbacks can prepare, commit or roll back its branches, and its calls to the coordinator are unsigned. Development only.")]
+    public static partial void UnauthenticatedCallbacks(this ILogger logger, string name);
+
+    [LoggerMessage(EventId = 7016, Level = LogLevel.Warning, Message = "Callback {Action} of {Xid} refused: {Reason}")]
+    public static partial void CallbackNotOurs(this ILogger logger, string action, Xid xid, string reason);
 
     [LoggerMessage(EventId = 7008, Level = LogLevel.Information, Message = "Branch {Xid} rolled back by the coordinator while its request was working: session {Pid} terminated from another connection")]
     public static partial void SessionTerminated(this ILogger logger, Xid xid, int pid);

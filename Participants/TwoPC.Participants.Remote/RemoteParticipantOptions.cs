@@ -24,10 +24,25 @@ public sealed class RemoteParticipantOptions
     public Uri? CallbackUrl { get; set; }
 
     /// <summary>
-    /// A shared secret the coordinator sends with every callback (its <c>Coordinator:CallbackKey</c>, header
-    /// <c>TwoPC-Callback-Key</c>). When set, a prepare/commit/rollback call without it is refused with 401, so
-    /// nobody but the coordinator can commit or roll back a prepared branch. Strongly recommended.
+    /// This participant's key, shared with the coordinator only (its <c>Coordinator:Participants:{Name}:Key</c>); at
+    /// least 32 bytes, for example <c>openssl rand -base64 32</c>. Every callback must carry a signature under it
+    /// (<see cref="TwoPC.Client.RequestSignature"/>, key id = <see cref="Name"/>) or is refused with 401, so nobody but
+    /// the coordinator can prepare, commit or roll back a branch; and this participant signs its own calls to the
+    /// coordinator with it. The key itself is never sent. Required unless <see cref="AllowUnauthenticatedCallbacks"/>.
     /// </summary>
+    public string? Key { get; set; }
+
+    /// <summary>
+    /// Development only: run without a <see cref="Key"/>, accepting unsigned callbacks from anyone who can reach this
+    /// service. A warning is logged at start. Default false.
+    /// </summary>
+    public bool AllowUnauthenticatedCallbacks { get; set; }
+
+    /// <summary>How far a callback's signed timestamp may be from this service's clock, either way. Default 5 minutes.</summary>
+    public TimeSpan CallbackClockSkew { get; set; } = TwoPC.Client.RequestSignature.DefaultClockSkew;
+
+    /// <summary>Replaced by <see cref="Key"/> (callbacks are now signed, the key never sent); setting it refuses to start.</summary>
+    [Obsolete("Renamed to Key: callbacks are signed with the participant's own key. Setting CallbackKey refuses to start.")]
     public string? CallbackKey { get; set; }
 
     /// <summary>How often prepared branches are checked against the coordinator's decisions. Default 10 s.</summary>

@@ -47,6 +47,13 @@ public static class RemoteParticipantServiceCollectionExtensions
             var url = o.CoordinatorUrl!.AbsoluteUri;
             client.BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/");
             client.Timeout = o.CoordinatorCallTimeout;
+        }).AddHttpMessageHandler(sp =>
+        {
+            // Every call to the coordinator is signed with this participant's key: the coordinator knows it is this participant.
+            var o = sp.GetRequiredService<IOptions<RemoteParticipantOptions>>().Value;
+            return o.Key is { Length: > 0 } key
+                ? new RequestSigningHandler(o.Name, key, sp.GetService<TimeProvider>() ?? TimeProvider.System)
+                : new UnsignedHandler();
         });
         services.AddTwoPCClientCore();
         services.AddSingleton(sp =>
@@ -89,11 +96,35 @@ public static class RemoteParticipantServiceCollectionExtensions
             return "TwoPC:Participant:CallbackUrl is required: this service's absolute http(s) URL of the MapTwoPCParticipant prefix, without query or fragment.";
         }
 
+#pragma warning disable CS0618 // the replaced setting is read only to refuse it
+        if (!string.IsNullOrEmpty(o.CallbackKey))
+        {
+            return "TwoPC:Participant:CallbackKey is no longer supported: rename it to TwoPC:Participant:Key, with the value of the coordinator's Coordinator:Participants:{Name}:Key (one key per participant; callbacks are signed with it, never sent).";
+        }
+#pragma warning restore CS0618
+
+        if (string.IsNullOrEmpty(o.Key))
+        {
+            if (!o.AllowUnauthenticatedCallbacks)
+            {
+                return "TwoPC:Participant:Key is required: this participant's key, the same as the coordinator's Coordinator:Participants:{Name}:Key (generate one with `openssl rand -base64 32`). " +
+                    "Without it anyone who can reach this service could commit or roll back its prepared branches; only for development, TwoPC:Participant:AllowUnauthenticatedCallbacks=true runs without one.";
+            }
+        }
+        else if (!RequestSignature.IsUsableKey(o.Key, out var problem))
+        {
+            return $"TwoPC:Participant:Key is not usable: {problem}.";
+        }
+
         return o.RecoveryInterval <= TimeSpan.Zero ? "TwoPC:Participant:RecoveryInterval must be positive."
+            : o.CallbackClockSkew <= TimeSpan.Zero ? "TwoPC:Participant:CallbackClockSkew must be positive."
             : o.OrphanSafetyInterval <= TimeSpan.Zero ? "TwoPC:Participant:OrphanSafetyInterval must be positive."
             : o.CoordinatorCallTimeout <= TimeSpan.Zero ? "TwoPC:Participant:CoordinatorCallTimeout must be positive."
             : null;
     }
+
+    // Development mode without a key: calls to the coordinator go unsigned.
+    private sealed class UnsignedHandler : DelegatingHandler;
 
     private sealed class RemoteParticipantOptionsValidator : IValidateOptions<RemoteParticipantOptions>
     {

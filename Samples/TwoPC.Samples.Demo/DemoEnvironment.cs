@@ -20,7 +20,9 @@ internal sealed class DemoEnvironment : IAsyncDisposable
     private readonly DemoOptions _options;
     private readonly List<ChildProcess> _retired = [];
     private readonly string _adminKey = Guid.NewGuid().ToString("N");
-    private readonly string _callbackKey = Guid.NewGuid().ToString("N"); // only the coordinator may call the participants back
+    // Each participant's own key, random per run and given to it and to the coordinator only: callbacks are signed with it.
+    private readonly string _paymentsKey = NewKey();
+    private readonly string _ordersKey = NewKey();
     private PostgresServer? _postgres;
     private RabbitMqServer? _rabbitMq;
 
@@ -123,10 +125,11 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             "--TwoPC:RetryMaxDelay=00:00:01",
             $"--Admin:ApiKey={_adminKey}",
             $"--Coordinator:RabbitMq:Uri={RabbitMq.AmqpUri}",
-            "--Coordinator:RemoteResourceManagers:0=orders",
-            "--Coordinator:RemoteResourceManagers:1=payments",
-            $"--Coordinator:CallbackKey={_callbackKey}",
-            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
+            $"--Coordinator:Participants:orders:CallbackUrl={Url(ordersPort)}twopc",
+            $"--Coordinator:Participants:orders:Key={_ordersKey}",
+            $"--Coordinator:Participants:payments:CallbackUrl={Url(paymentsPort)}twopc",
+            $"--Coordinator:Participants:payments:Key={_paymentsKey}",
+            "--Coordinator:Authentication:AllowAnonymous=true", // loopback only; the demo's services call without credentials
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
             "--Logging:LogLevel:TwoPC=Information",
@@ -135,7 +138,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
         [
             $"--ConnectionStrings:Payments={payments}",
             "--TwoPC:Participant:Name=payments",
-            $"--TwoPC:Participant:CallbackKey={_callbackKey}",
+            $"--TwoPC:Participant:Key={_paymentsKey}",
             $"--TwoPC:Participant:CoordinatorUrl={Url(coordinatorPort)}",
             $"--TwoPC:Participant:CallbackUrl={Url(paymentsPort)}twopc",
             "--TwoPC:Participant:RecoveryInterval=00:00:05",
@@ -150,7 +153,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             $"--Coordinator:Url={Url(coordinatorPort)}",
             $"--Payments:Url={Url(paymentsPort)}",
             "--TwoPC:Participant:Name=orders",
-            $"--TwoPC:Participant:CallbackKey={_callbackKey}",
+            $"--TwoPC:Participant:Key={_ordersKey}",
             $"--TwoPC:Participant:CallbackUrl={Url(ordersPort)}twopc",
             "--TwoPC:Participant:RecoveryInterval=00:00:05",
             "--Logging:LogLevel:Default=Warning",
@@ -316,6 +319,8 @@ internal sealed class DemoEnvironment : IAsyncDisposable
 
     private static string ServiceConnectionString(string connectionString) =>
         new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 40 }.ConnectionString;
+
+    private static string NewKey() => Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
     private static Uri Url(int port) => new(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}/"));
 

@@ -32,20 +32,26 @@ public static class RemoteBenchmark
         var connB = await server.CreateDatabaseAsync("remote_b") + ";Maximum Pool Size=100";
         var logs = Directory.CreateTempSubdirectory("twopc-remote-bench-");
 
+        // Each ledger with its own port and key, configured on both sides (callbacks signed, as in production).
+        var ledgers = new[] { ("ledger-a", connA), ("ledger-b", connB) }
+            .Select(l => (Name: l.Item1, Connection: l.Item2, Port: FreePort.OnLoopback(), Key: Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32))))
+            .ToArray();
         var coordinatorApp = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0", "--TwoPC:NodeId=remote-bench", "--Coordinator:Authentication:AllowAnonymous=true", $"--TwoPC:LogDirectory={Path.Combine(logs.FullName, "server")}",
+            "--Urls=http://127.0.0.1:0", "--TwoPC:NodeId=remote-bench", $"--TwoPC:LogDirectory={Path.Combine(logs.FullName, "server")}",
+            "--Coordinator:Authentication:AllowAnonymous=true",
+            .. ledgers.SelectMany(l => new[] { $"--Coordinator:Participants:{l.Name}:CallbackUrl=http://127.0.0.1:{l.Port}/twopc", $"--Coordinator:Participants:{l.Name}:Key={l.Key}" }),
             "--Logging:LogLevel:Default=Warning",
         ]);
         await coordinatorApp.StartAsync();
         var coordinatorUrl = new Uri(coordinatorApp.Urls.First() + "/");
         var services = new List<WebApplication>();
         var urls = new List<Uri>();
-        foreach (var (name, connection) in new[] { ("ledger-a", connA), ("ledger-b", connB) })
+        foreach (var (name, connection, port, key) in ledgers)
         {
-            var port = FreePort.OnLoopback();
             var app = LedgerService.Build([
                 $"--Urls=http://127.0.0.1:{port}", $"--ConnectionString={connection}", $"--TwoPC:Participant:Name={name}",
                 $"--TwoPC:Participant:CoordinatorUrl={coordinatorUrl}", $"--TwoPC:Participant:CallbackUrl=http://127.0.0.1:{port}/twopc",
+                $"--TwoPC:Participant:Key={key}",
                 "--Logging:LogLevel:Default=Warning",
             ]);
             await app.StartAsync();

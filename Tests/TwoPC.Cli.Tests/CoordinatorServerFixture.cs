@@ -38,19 +38,6 @@ public sealed class CoordinatorServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _server = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0",
-            "--TwoPC:NodeId=cli-test",
-            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
-            $"--TwoPC:LogDirectory={_log.FullName}",
-            "--TwoPC:RetryMaxDelay=00:00:00.200",
-            $"--Admin:ApiKey={ApiKey}",
-            "--Logging:LogLevel:Default=Warning",
-        ]);
-        await _server.StartAsync();
-        ServerUrl = BoundAddress(_server);
-        Client = new HttpClient { BaseAddress = new Uri(ServerUrl) };
-
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -77,6 +64,21 @@ public sealed class CoordinatorServerFixture : IAsyncLifetime
         });
         await _participant.StartAsync();
         ParticipantUrl = BoundAddress(_participant);
+        _server = CoordinatorServer.BuildApp([
+            "--Urls=http://127.0.0.1:0",
+            "--TwoPC:NodeId=cli-test",
+            $"--TwoPC:LogDirectory={_log.FullName}",
+            "--TwoPC:RetryMaxDelay=00:00:00.200",
+            $"--Admin:ApiKey={ApiKey}",
+            // The in-memory participants take any name: development mode, exactly their origin, unsigned callbacks.
+            "--Coordinator:AllowUnconfiguredParticipants=true",
+            $"--Coordinator:AllowedCallbackOrigins:0={ParticipantUrl.TrimEnd('/')}",
+            "--Coordinator:Authentication:AllowAnonymous=true",
+            "--Logging:LogLevel:Default=Warning",
+        ]);
+        await _server.StartAsync();
+        ServerUrl = BoundAddress(_server);
+        Client = new HttpClient { BaseAddress = new Uri(ServerUrl) };
     }
 
     public async Task DisposeAsync()

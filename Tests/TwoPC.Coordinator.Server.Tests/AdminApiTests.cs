@@ -25,7 +25,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
         var xb = await RegisterAsync(Client, id, "stuck-b");
         var commit = Client.PostAsync($"/transactions/{id}/commit", null);
 
-        var listed = await WaitForInDoubtAsync(Client, xb, b => b.GetProperty("detail").GetString()!.Contains("500", StringComparison.Ordinal));
+        var listed = await WaitForInDoubtAsync(Client, xb, b => b.GetProperty("detail").GetString()!.Contains("failed to answer commit", StringComparison.Ordinal)); // the status code itself is logged, not returned
         Assert.Equal(id, listed.GetProperty("transactionId").GetString());
         Assert.Equal("stuck-b", listed.GetProperty("resourceManager").GetString());
         Assert.Equal("Committing", listed.GetProperty("resolution").GetString());
@@ -346,7 +346,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
 
     private const int StatusCodes425 = 425;
 
-    private static async Task<WebApplication> StartServerAsync(string logDirectory)
+    private async Task<WebApplication> StartServerAsync(string logDirectory)
     {
         var app = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
@@ -355,6 +355,7 @@ public sealed class AdminApiTests(ServerFixture server) : IClassFixture<ServerFi
             $"--TwoPC:LogDirectory={logDirectory}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ServerFixture.ApiKey}",
+            .. ServerFixture.DevelopmentParticipants(Participants.BaseAddress),
             "--Logging:LogLevel:Default=Warning",
         ]);
         await app.StartAsync();

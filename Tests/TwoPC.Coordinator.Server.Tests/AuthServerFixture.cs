@@ -52,7 +52,6 @@ public sealed class AuthServerFixture : IAsyncLifetime
             $"--Coordinator:Participants:payments:Key={PaymentsKey}",
             $"--Coordinator:Participants:shipping:CallbackUrl={Participants.CallbackUrl("shipping")}",
             $"--Coordinator:Participants:shipping:Key={ShippingKey}",
-            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
             $"--Authentication:Schemes:Bearer:ValidIssuer={JwtIssuer}",
             $"--Authentication:Schemes:Bearer:ValidAudiences:0={JwtAudience}",
             $"--Authentication:Schemes:Bearer:SigningKeys:0:Issuer={JwtIssuer}",

@@ -96,7 +96,7 @@ public sealed class LimitsTests
     {
         await using var participants = new Participants();
         await participants.StartAsync();
-        await using var server = await ServerProcess.StartAsync(["--Coordinator:Limits:MaxBranchesPerTransaction=5"]);
+        await using var server = await ServerProcess.StartAsync(["--Coordinator:Limits:MaxBranchesPerTransaction=5", .. ServerFixture.DevelopmentParticipants(participants.BaseAddress)]);
         var id = await BeginAsync(server.Http);
         for (var i = 0; i < 5; i++)
         {

@@ -37,7 +37,7 @@ public sealed class ReasonLimitTests : IAsyncLifetime
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=reason-test",
             $"--TwoPC:LogDirectory={_log.FullName}",
-            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
+            .. ServerFixture.DevelopmentParticipants(ServerFixture.BoundAddress(_participant)),
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _server.StartAsync();

@@ -112,7 +112,7 @@ public sealed class ServerApiTests(ServerFixture server) : IClassFixture<ServerF
         await AssertProblemAsync(commit, HttpStatusCode.NotFound);
         using var rollback = await Client.PostAsync($"/transactions/{id}/rollback", null);
         await AssertProblemAsync(rollback, HttpStatusCode.NotFound);
-        using var branch = await Client.PostAsJsonAsync($"/transactions/{id}/branches", new { resourceManager = "x", callbackUrl = "http://127.0.0.1:1/x" });
+        using var branch = await Client.PostAsJsonAsync($"/transactions/{id}/branches", new { resourceManager = "x", callbackUrl = server.Participants.CallbackUrl("x") });
         await AssertProblemAsync(branch, HttpStatusCode.NotFound);
         var status = await Client.GetFromJsonAsync<JsonElement>($"/transactions/{id}");
         Assert.Equal("Unknown", status.GetProperty("state").GetString());
@@ -134,7 +134,6 @@ public sealed class ServerApiTests(ServerFixture server) : IClassFixture<ServerF
     [InlineData("{\"resourceManager\":\"\",\"callbackUrl\":\"http://127.0.0.1:1/x\"}")]
     [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"file:///etc/passwd\"}")]
     [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"not a url\"}")]
-    [InlineData("{\"resourceManager\":\"x\",\"callbackUrl\":\"http://169.254.169.254/latest\"}")] // not in Coordinator:AllowedCallbackHosts
     [InlineData("{\"resourceManager\":\"x\"}")]
     [InlineData("[]")]
     public async Task Malformed_branch_body_is_400(string body)
@@ -143,6 +142,15 @@ public sealed class ServerApiTests(ServerFixture server) : IClassFixture<ServerF
         using var content = new StringContent(body, Encoding.UTF8, "application/json");
         using var response = await Client.PostAsync($"/transactions/{id}/branches", content);
         await AssertProblemAsync(response, HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Item02_a_callback_url_outside_the_allowed_origins_is_403()
+    {
+        var id = await BeginAsync();
+        using var content = new StringContent("{\"resourceManager\":\"x\",\"callbackUrl\":\"http://169.254.169.254/latest\"}", Encoding.UTF8, "application/json");
+        using var response = await Client.PostAsync($"/transactions/{id}/branches", content);
+        await AssertProblemAsync(response, HttpStatusCode.Forbidden);
     }
 
     [Theory]

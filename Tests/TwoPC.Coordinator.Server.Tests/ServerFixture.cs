@@ -26,20 +26,29 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        // The in-memory participants take any name: the coordinator runs in development mode for them (unconfigured
+        // participants at exactly their origin, unsigned callbacks); CallbackSecurityTests covers the secure default.
+        await Participants.StartAsync();
         _app = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=server-test",
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             $"--Admin:ApiKey={ApiKey}",
-            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
-            "--Coordinator:Authentication:AllowAnonymous=true", // these tests call anonymously, on loopback
+            .. DevelopmentParticipants(Participants.BaseAddress),
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _app.StartAsync();
         Client = new HttpClient { BaseAddress = new Uri(BoundAddress(_app)) };
-        await Participants.StartAsync();
     }
+
+    /// <summary>Settings that let any name register a branch at <paramref name="origin"/> (development mode).</summary>
+    public static string[] DevelopmentParticipants(string origin) =>
+    [
+        "--Coordinator:AllowUnconfiguredParticipants=true",
+        $"--Coordinator:AllowedCallbackOrigins:0={origin.TrimEnd('/')}",
+        "--Coordinator:Authentication:AllowAnonymous=true",
+    ];
 
     public async Task DisposeAsync()
     {

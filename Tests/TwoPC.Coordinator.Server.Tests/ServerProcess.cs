@@ -64,7 +64,6 @@ public sealed class ServerProcess : IAsyncDisposable
             "--TwoPC:RetryBaseDelay=00:00:00.050",
             "--TwoPC:RetryMaxDelay=00:00:00.300",
             "--Admin:ApiKey=limits-test-admin-key",
-            "--Coordinator:AllowedCallbackHosts:0=127.0.0.1",
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
             .. settings,

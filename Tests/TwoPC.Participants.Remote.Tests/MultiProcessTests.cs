@@ -1,4 +1,7 @@
 using System.Net;
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using TwoPC.Client;
 using TwoPC.Testing;
 
@@ -21,10 +24,11 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _coordinator = new CoordinatorProcess(_log.FullName);
-        await _coordinator.StartAsync();
-        _client = new TwoPCClient(new HttpClient { BaseAddress = _coordinator.Url, Timeout = TimeSpan.FromSeconds(60) });
         _alpha = new LedgerProcess("alpha", await fixture.Server.CreateDatabaseAsync(), _coordinator.Url);
         _beta = new LedgerProcess("beta", await fixture.Server.CreateDatabaseAsync(), _coordinator.Url);
+        _coordinator.Participants.AddRange([_alpha, _beta]); // configured with their callback URLs and keys
+        await _coordinator.StartAsync();
+        _client = new TwoPCClient(new HttpClient { BaseAddress = _coordinator.Url, Timeout = TimeSpan.FromSeconds(60) });
         await Task.WhenAll(_alpha.StartAsync(), _beta.StartAsync());
     }
 
@@ -290,6 +294,80 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         {
             _coordinator.Kill();
             newLog.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Item01_an_attacker_registering_its_own_listener_as_a_callback_url_gets_403_and_its_listener_receives_nothing()
+    {
+        var heard = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        await using var attacker = builder.Build();
+        attacker.Run(context =>
+        {
+            heard.Enqueue($"{context.Request.Method} {context.Request.Path} {string.Join(",", context.Request.Headers.Select(h => h.Key))}");
+            return Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(context.Response, "{\"vote\":\"yes\"}");
+        });
+        await attacker.StartAsync();
+        var stealUrl = attacker.Urls.First() + "/steal";
+
+        await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
+        await PostEntryAsync(_alpha, tx, "a-13", 10, HttpStatusCode.OK);
+        foreach (var name in new[] { "alpha", "mallory" })
+        {
+            using var register = await _http.PostAsJsonAsync(new Uri(_coordinator.Url, $"transactions/{tx.Id}/branches"), new { resourceManager = name, callbackUrl = stealUrl });
+            Assert.True(register.StatusCode == HttpStatusCode.Forbidden, $"{name}: {(int)register.StatusCode} {await register.Content.ReadAsStringAsync()}");
+        }
+
+        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind);
+        Assert.Equal(1, await _alpha.CountAsync("a-13"));
+        Assert.Empty(heard);
+        await attacker.StopAsync();
+    }
+
+    [Fact]
+    public async Task Item03_a_ledger_process_without_a_key_refuses_to_start_with_a_clear_message()
+    {
+        using var process = CrashHostProcess.StartProgram(Path.Combine("Tests", "TwoPC.RemoteHost"), [
+            $"--Urls=http://127.0.0.1:{TwoPC.TestServers.Internal.FreePort.OnLoopback()}",
+            $"--ConnectionString={_alpha.ConnectionString}",
+            "--TwoPC:Participant:Name=keyless",
+            $"--TwoPC:Participant:CoordinatorUrl={_coordinator.Url}",
+            "--TwoPC:Participant:CallbackUrl=http://127.0.0.1:1/twopc",
+        ]);
+        var exit = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.NotEqual(0, exit);
+        Assert.Contains("TwoPC:Participant:Key is required", process.Describe(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Item03_a_coordinator_process_with_a_callback_protection_off_says_so_at_start()
+    {
+        var log = Directory.CreateTempSubdirectory("twopc-remote-dev-");
+        try
+        {
+            using var process = CrashHostProcess.StartProgram(Path.Combine("Coordinator", "TwoPC.Coordinator.Server"), [
+                $"--Urls=http://127.0.0.1:{TwoPC.TestServers.Internal.FreePort.OnLoopback()}",
+                $"--TwoPC:NodeId={CoordinatorProcess.NewNodeId()}",
+                $"--TwoPC:LogDirectory={log.FullName}",
+                "--Coordinator:Authentication:AllowAnonymous=true",
+                "--Coordinator:AllowUnauthenticatedCallbacks=true",
+                "--Coordinator:AllowUnconfiguredParticipants=true",
+                "--Coordinator:Participants:dev:CallbackUrl=http://127.0.0.1:1/twopc",
+                "--Logging:LogLevel:Default=Warning",
+                "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
+            ]);
+            await process.WaitForLineAsync(TimeSpan.FromSeconds(60), "Now listening on:", "      Now listening on:");
+            var output = process.Describe();
+            Assert.Contains("Coordinator:AllowUnauthenticatedCallbacks is true: participants configured without a key (dev)", output, StringComparison.Ordinal);
+            Assert.Contains("Coordinator:AllowUnconfiguredParticipants is true", output, StringComparison.Ordinal);
+            Assert.Contains("none listed: every unconfigured URL is refused", output, StringComparison.Ordinal);
+            process.Kill();
+        }
+        finally
+        {
+            log.Delete(recursive: true);
         }
     }
 

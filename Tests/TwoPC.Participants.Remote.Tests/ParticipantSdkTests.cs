@@ -26,7 +26,7 @@ namespace TwoPC.Participants.Remote.Tests;
 [Collection(RemoteCollection.Name)]
 public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 {
-    private const string CallbackKey = "sdk-callback-secret";
+    private const string Key = "sdk-service-key-0123456789-abcdefghijklmnop";
     private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-sdk-log-");
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<(NpgsqlConnection Connection, int Pid)> _paused = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -41,11 +41,13 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        var port = FreePort.OnLoopback();
         _coordinator = CoordinatorServer.BuildApp([
             "--Urls=http://127.0.0.1:0",
             "--TwoPC:NodeId=sdk-test",
-            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
-            $"--Coordinator:CallbackKey={CallbackKey}",
+            "--Coordinator:Authentication:AllowAnonymous=true",
+            $"--Coordinator:Participants:sdk-service:CallbackUrl=http://127.0.0.1:{port}/twopc",
+            $"--Coordinator:Participants:sdk-service:Key={Key}",
             $"--TwoPC:LogDirectory={_log.FullName}",
             "--TwoPC:RetryMaxDelay=00:00:00.200",
             "--Logging:LogLevel:Default=Warning",
@@ -54,7 +56,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
         var coordinatorUrl = new Uri(_coordinator.Urls.First() + "/");
         _client = new TwoPCClient(new HttpClient { BaseAddress = coordinatorUrl });
         _connectionString = await fixture.Server.CreateDatabaseAsync();
-        _service = BuildService(coordinatorUrl, FreePort.OnLoopback(), TimeSpan.FromSeconds(2));
+        _service = BuildService(coordinatorUrl, port, TimeSpan.FromSeconds(2));
         await _service.StartAsync();
         _serviceUrl = new Uri(_service.Urls.First() + "/");
     }
@@ -265,7 +267,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Only_the_coordinator_with_the_callback_key_can_commit_or_roll_back_a_prepared_branch()
+    public async Task Only_the_coordinator_signing_with_the_participants_key_can_commit_or_roll_back_a_prepared_branch()
     {
         await using var tx = await _client.BeginAsync();
         using var written = await SendAsync("write", tx.Id, new { id = "k-1" });
@@ -274,12 +276,13 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         foreach (var action in new[] { "commit", "rollback", "prepare" })
         {
-            foreach (var key in new[] { null, "wrong" })
+            foreach (var key in new[] { null, Key })
             {
+                // Unsigned, and with the key itself in the old shared-key header: neither is a signature.
                 using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_serviceUrl, "twopc/" + action)) { Content = JsonContent.Create(new { xid }) };
                 if (key is not null)
                 {
-                    request.Headers.Add(RemoteParticipantEndpoints.CallbackKeyHeader, key);
+                    request.Headers.Add(TwoPCHeaders.CallbackKey, key);
                 }
 
                 using var forged = await _http.SendAsync(request);
@@ -289,7 +292,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
         Assert.Equal(1, await PreparedAsync()); // untouched by the forged calls
         Assert.Equal(0, await CountAsync("k-1"));
-        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind); // the coordinator sends the key
+        Assert.Equal(OutcomeKindDto.Committed, (await tx.CommitAsync()).Kind); // the coordinator signs
         Assert.Equal(1, await CountAsync("k-1"));
     }
 
@@ -315,7 +318,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
             o.CallbackUrl = callbackUrl ? new Uri($"http://127.0.0.1:{port}/twopc") : null;
             o.RecoveryInterval = TimeSpan.FromHours(1); // only the pass at start runs by itself; tests call RecoverAsync
             o.OrphanSafetyInterval = orphanSafety;
-            o.CallbackKey = CallbackKey;
+            o.Key = Key;
         });
         var app = builder.Build();
         if (callbackUrl)

@@ -67,6 +67,9 @@ public sealed class CoordinatorProcess : IDisposable
 
     public CrashHostProcess Process => _process ?? throw new InvalidOperationException("Not started.");
 
+    /// <summary>The participants configured at the next start (name, callback URL, key): the only ones it calls back.</summary>
+    public List<LedgerProcess> Participants { get; } = [];
+
     public TwoPCClient Client(HttpClient http) => new(http);
 
     public async Task StartAsync()
@@ -81,7 +84,8 @@ public sealed class CoordinatorProcess : IDisposable
             "--TwoPC:RollbackAttempts=2",
             $"--Admin:ApiKey={AdminKey}",
             "--Coordinator:ParticipantCallTimeout=00:00:05",
-            "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
+            "--Coordinator:Authentication:AllowAnonymous=true",
+            .. Participants.SelectMany(p => new[] { $"--Coordinator:Participants:{p.Name}:CallbackUrl={p.CallbackUrl}", $"--Coordinator:Participants:{p.Name}:Key={p.Key}" }),
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
         ]);
@@ -118,6 +122,11 @@ public sealed class LedgerProcess : IDisposable
 
     public Uri Url => new($"http://127.0.0.1:{Port}/");
 
+    public Uri CallbackUrl => new($"http://127.0.0.1:{Port}/twopc");
+
+    /// <summary>This ledger's key, shared with the coordinator only (random per process object).</summary>
+    public string Key { get; } = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+
     public CrashHostProcess Process => _process ?? throw new InvalidOperationException("Not started.");
 
     public async Task StartAsync()
@@ -128,7 +137,8 @@ public sealed class LedgerProcess : IDisposable
             $"--ConnectionString={ConnectionString}",
             $"--TwoPC:Participant:Name={Name}",
             $"--TwoPC:Participant:CoordinatorUrl={Coordinator}",
-            $"--TwoPC:Participant:CallbackUrl=http://127.0.0.1:{Port}/twopc",
+            $"--TwoPC:Participant:CallbackUrl={CallbackUrl}",
+            $"--TwoPC:Participant:Key={Key}",
             "--TwoPC:Participant:RecoveryInterval=00:00:00.500",
             "--TwoPC:Participant:OrphanSafetyInterval=00:00:05",
             "--Logging:LogLevel:Default=Warning",

@@ -51,6 +51,8 @@ public sealed class SampleServicesFixture : IAsyncLifetime
         PaymentsUrl = Url(FreePort.OnLoopback());
         OrdersUrl = Url(FreePort.OnLoopback());
         var common = new[] { $"--contentRoot={_work.FullName}", "--Logging:LogLevel:Default=Warning" };
+        var paymentsKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var ordersKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
         await StartAsync(CoordinatorServer.BuildApp([
             $"--Urls={Origin(coordinatorUrl)}",
@@ -58,6 +60,11 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             "--Coordinator:Authentication:AllowAnonymous=true", // anonymous callers on loopback (issue 12: explicit)
             $"--Coordinator:Clients:orders:ApiKey={OrdersApiKey}",
             $"--TwoPC:LogDirectory={Path.Combine(_work.FullName, "log")}",
+            $"--Coordinator:Participants:payments:CallbackUrl={PaymentsUrl}twopc",
+            $"--Coordinator:Participants:payments:Key={paymentsKey}",
+            $"--Coordinator:Participants:orders:CallbackUrl={OrdersUrl}twopc",
+            $"--Coordinator:Participants:orders:Key={ordersKey}",
+            "--Coordinator:Authentication:AllowAnonymous=true",
             .. common,
         ]));
         await StartAsync(await PaymentsService.BuildAsync([
@@ -66,6 +73,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             "--TwoPC:Participant:Name=payments",
             $"--TwoPC:Participant:CoordinatorUrl={coordinatorUrl}",
             $"--TwoPC:Participant:CallbackUrl={PaymentsUrl}twopc",
+            $"--TwoPC:Participant:Key={paymentsKey}",
             .. common,
         ]));
         await StartAsync(await OrdersService.BuildAsync([
@@ -76,6 +84,7 @@ public sealed class SampleServicesFixture : IAsyncLifetime
             $"--Payments:Url={PaymentsUrl}",
             "--TwoPC:Participant:Name=orders",
             $"--TwoPC:Participant:CallbackUrl={OrdersUrl}twopc",
+            $"--TwoPC:Participant:Key={ordersKey}",
             .. common,
         ]));
         PaymentsDb = NpgsqlDataSource.Create(payments);
