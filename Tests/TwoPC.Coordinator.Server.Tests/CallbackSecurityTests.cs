@@ -16,6 +16,7 @@ namespace TwoPC.Coordinator.Server.Tests;
 public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper output) : IAsyncLifetime
 {
     private const string PaymentsKey = "payments-key-0123456789-abcdefghijklmnop";
+    private const string ClosedKey = "closed-key-0123456789-abcdefghijklmnop";
     private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-callbacks-");
     private readonly List<WebApplication> _servers = [];
 
@@ -153,7 +154,7 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         using var client = await StartCoordinatorAsync([
             .. ConfiguredPayments(payments),
             "--Coordinator:Participants:closed:CallbackUrl=http://127.0.0.1:" + closedPort + "/twopc",
-            "--Coordinator:Participants:closed:Key=closed-key-0123456789-abcdefghijklmnop",
+            $"--Coordinator:Participants:closed:Key={ClosedKey}",
         ]);
 
         foreach (var (name, url, port) in new[] { ("payments", new Uri(payments.BaseAddress, "twopc"), payments.Port), ("closed", new Uri($"http://127.0.0.1:{closedPort}/twopc"), closedPort) })
@@ -196,7 +197,7 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         ]))
         {
             var id = await BeginAsync(client);
-            using var registered = await RegisterAsync(client, id, "payments", new Uri(first.BaseAddress, "twopc"));
+            using var registered = await RegisterAsync(client, id, "payments", new Uri(first.BaseAddress, "twopc"), signed: false); // not configured yet
             Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
             var commit = client.PostAsync($"/transactions/{id}/commit", null);
             await TwoPC.Testing.Eventually.TrueAsync(() => Task.FromResult(first.Requests.Any(r => r.Path == "/twopc/commit")), TimeSpan.FromSeconds(30));
@@ -480,8 +481,27 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
     }
 
-    private static Task<HttpResponseMessage> RegisterAsync(HttpClient client, string id, string name, Uri callbackUrl) =>
-        client.PostAsJsonAsync($"/transactions/{id}/branches", new { resourceManager = name, callbackUrl = callbackUrl.AbsoluteUri });
+    // A configured participant registers with a request signed with its own key (an anonymous caller may not use its
+    // name); the development-mode names have no key and register anonymously.
+    private static async Task<HttpResponseMessage> RegisterAsync(HttpClient client, string id, string name, Uri callbackUrl, bool signed = true)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(client.BaseAddress!, $"/transactions/{id}/branches"))
+        {
+            Content = JsonContent.Create(new { resourceManager = name, callbackUrl = callbackUrl.AbsoluteUri }),
+        };
+        if (signed && ParticipantKeys.TryGetValue(name, out var key))
+        {
+            await RequestSignature.SignAsync(request, name, key, DateTimeOffset.UtcNow, CancellationToken.None);
+        }
+
+        return await client.SendAsync(request);
+    }
+
+    private static readonly Dictionary<string, string> ParticipantKeys = new(StringComparer.Ordinal)
+    {
+        ["payments"] = PaymentsKey,
+        ["closed"] = ClosedKey,
+    };
 
     private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status)
     {

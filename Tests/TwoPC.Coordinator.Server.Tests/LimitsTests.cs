@@ -220,7 +220,7 @@ public sealed class LimitsTests
         using var disk = Tmpfs.Mount(sizeKiB: 1024);
         await using var participants = new Participants();
         await participants.StartAsync();
-        await using var server = await ServerProcess.StartAsync([], logDirectory: Path.Combine(disk.Path, "log"));
+        await using var server = await ServerProcess.StartAsync([.. ServerFixture.DevelopmentParticipants(participants.BaseAddress)], logDirectory: Path.Combine(disk.Path, "log"));
         Assert.Equal(HttpStatusCode.OK, (await CommitOneAsync(server, participants)).Status);
 
         // Fill the disk, then commit until a decision no longer fits (the segment's last page may still take a few).
