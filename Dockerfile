@@ -27,6 +27,9 @@ USER $APP_UID
 # Listen on all interfaces inside the container; compose publishes only what it must, on 127.0.0.1.
 # `Urls` (not ASPNETCORE_URLS): the services' appsettings.json sets Urls, and only an unprefixed variable overrides it.
 ENV Urls=http://0.0.0.0:8080 DOTNET_CLI_TELEMETRY_OPTOUT=1
+# Off the loopback the coordinator's transaction API needs credentials: anonymous access (the appsettings.json default
+# for local use on 127.0.0.1) is turned off here, or the coordinator would refuse to start on 0.0.0.0.
+ENV Coordinator__Authentication__AllowAnonymous=false
 EXPOSE 8080
 # No curl in the runtime image: bash's /dev/tcp is enough for an HTTP health probe.
 HEALTHCHECK --interval=5s --timeout=3s --retries=30 CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -1 <&3 | grep -q ' 200 '"]

@@ -73,7 +73,7 @@ public sealed partial class DeploymentFilesTests : IDisposable
 
             var colon = line.IndexOf(':', StringComparison.Ordinal);
             var name = line[..colon].Trim();
-            var value = Regex.Replace(line[(colon + 1)..].Split(" #")[0].Trim(), @"^\$\{(?<var>[A-Z_]+):\?.*\}$", m => secret(m.Groups["var"].Value));
+            var value = Regex.Replace(line[(colon + 1)..].Split(" #")[0].Trim().Trim('"'), @"^\$\{(?<var>[A-Z_]+):\?.*\}$", m => secret(m.Groups["var"].Value));
             if (name == "TwoPC__LogDirectory")
             {
                 value = _log.FullName;
