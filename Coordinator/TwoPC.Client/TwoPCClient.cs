@@ -3,17 +3,11 @@ using System.Text.Json;
 
 namespace TwoPC.Client;
 
-/// <summary>The headers of the contract: the transaction id sent to branch services, the callback key sent to participants.</summary>
+/// <summary>The headers of the contract: the transaction id sent to branch services (the signature headers are <see cref="RequestSignature"/>'s).</summary>
 public static class TwoPCHeaders
 {
     /// <summary><c>TwoPC-Transaction-Id</c>: the global transaction a branch request belongs to.</summary>
     public const string TransactionId = "TwoPC-Transaction-Id";
-
-    /// <summary>
-    /// <c>TwoPC-Callback-Key</c>: the shared key the coordinator sends on every callback (its <c>Coordinator:CallbackKey</c>)
-    /// and a participant requires (its <c>TwoPC:Participant:CallbackKey</c>).
-    /// </summary>
-    public const string CallbackKey = "TwoPC-Callback-Key";
 }
 
 /// <summary>

@@ -23,6 +23,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
     // Each participant's own key, random per run and given to it and to the coordinator only: callbacks are signed with it.
     private readonly string _paymentsKey = NewKey();
     private readonly string _ordersKey = NewKey();
+    private readonly string _ordersApiKey = NewKey();
     private PostgresServer? _postgres;
     private RabbitMqServer? _rabbitMq;
 
@@ -129,7 +130,10 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             $"--Coordinator:Participants:orders:Key={_ordersKey}",
             $"--Coordinator:Participants:payments:CallbackUrl={Url(paymentsPort)}twopc",
             $"--Coordinator:Participants:payments:Key={_paymentsKey}",
-            "--Coordinator:Authentication:AllowAnonymous=true", // loopback only; the demo's services call without credentials
+            // The transaction API authenticated, as in production: the order service begins and commits with its API key,
+            // the participants sign their calls, and the demo reads statuses with the admin key.
+            "--Coordinator:Authentication:AllowAnonymous=false",
+            $"--Coordinator:Clients:orders:ApiKey={_ordersApiKey}",
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
             "--Logging:LogLevel:TwoPC=Information",
@@ -151,6 +155,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
         [
             $"--ConnectionStrings:Orders={orders}",
             $"--Coordinator:Url={Url(coordinatorPort)}",
+            $"--Coordinator:ApiKey={_ordersApiKey}",
             $"--Payments:Url={Url(paymentsPort)}",
             "--TwoPC:Participant:Name=orders",
             $"--TwoPC:Participant:Key={_ordersKey}",
@@ -169,7 +174,9 @@ internal sealed class DemoEnvironment : IAsyncDisposable
             "--Logging:LogLevel:TwoPC.Participants.RabbitMq.Inbox=Debug",
         ]);
 
-        CoordinatorClient = new TwoPCClient(new HttpClient { BaseAddress = Coordinator.Url, Timeout = TimeSpan.FromSeconds(30) });
+        var statusReader = new HttpClient { BaseAddress = Coordinator.Url, Timeout = TimeSpan.FromSeconds(30) };
+        statusReader.DefaultRequestHeaders.Add(AdminKeyHeader, _adminKey); // the admin key reads any transaction's status
+        CoordinatorClient = new TwoPCClient(statusReader);
         AdminClient = new TwoPCAdminClient(new HttpClient { BaseAddress = Coordinator.Url, Timeout = TimeSpan.FromSeconds(30) }, _adminKey);
         await Task.WhenAll(Services.Select(s => StartServiceAsync(s, cancellationToken)));
         foreach (var service in Services)
@@ -319,6 +326,8 @@ internal sealed class DemoEnvironment : IAsyncDisposable
 
     private static string ServiceConnectionString(string connectionString) =>
         new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 40 }.ConnectionString;
+
+    private const string AdminKeyHeader = "X-Api-Key";
 
     private static string NewKey() => Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 

@@ -80,7 +80,7 @@ public sealed class CallbackSecurityTests(Xunit.Abstractions.ITestOutputHelper o
         foreach (var request in payments.Requests)
         {
             Assert.DoesNotContain(request.Headers, h => h.Value.Contains(PaymentsKey, StringComparison.Ordinal));
-            Assert.False(request.Headers.ContainsKey(TwoPCHeaders.CallbackKey), "the old shared-key header was sent");
+            Assert.False(request.Headers.ContainsKey("TwoPC-Callback-Key"), "the old shared-key header was sent");
             Assert.Equal("payments", request.Headers[RequestSignature.KeyIdHeader]);
             var check = RequestSignature.Verify("payments", PaymentsKey, request.Method, request.Path, request.Headers[RequestSignature.TimestampHeader],
                 request.Headers[RequestSignature.SignatureHeader], request.Body, DateTimeOffset.UtcNow, RequestSignature.DefaultClockSkew);

@@ -282,7 +282,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
                 using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_serviceUrl, "twopc/" + action)) { Content = JsonContent.Create(new { xid }) };
                 if (key is not null)
                 {
-                    request.Headers.Add(TwoPCHeaders.CallbackKey, key);
+                    request.Headers.Add("TwoPC-Callback-Key", key);
                 }
 
                 using var forged = await _http.SendAsync(request);

@@ -92,7 +92,7 @@ public sealed class ParticipantSecurityTests(RemoteFixture fixture) : IAsyncLife
             var attempts = new (string What, Func<HttpRequestMessage, Task> Sign)[]
             {
                 ("unsigned", _ => Task.CompletedTask),
-                ("the key itself in the old header", r => { r.Headers.Add(TwoPCHeaders.CallbackKey, Key); return Task.CompletedTask; }),
+                ("the key itself in the old header", r => { r.Headers.Add("TwoPC-Callback-Key", Key); return Task.CompletedTask; }),
                 ("a wrong key", r => RequestSignature.SignAsync(r, Name, "not-the-key-0123456789-abcdefghijklmnopqrstu", now, default)),
                 ("expired", r => RequestSignature.SignAsync(r, Name, Key, now.AddMinutes(-10), default)),
                 ("another participant's key", r => RequestSignature.SignAsync(r, "orders", OrdersKey, now, default)),
