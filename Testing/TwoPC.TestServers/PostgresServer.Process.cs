@@ -81,7 +81,7 @@ public sealed partial class PostgresServer
             }
 
             // Another process may have taken the port between choosing and binding it: try another.
-            if (choosePort && attempt < MaxStartAttempts && !result.TimedOut && LogSince(logOffset).Contains("could not bind", StringComparison.Ordinal))
+            if (choosePort && attempt < MaxStartAttempts && !result.TimedOut && LogTail.TextSince(LogFile, logOffset).Contains("could not bind", StringComparison.Ordinal))
             {
                 continue;
             }
@@ -134,21 +134,6 @@ public sealed partial class PostgresServer
 
     private string AdminConnectionString()
         => new NpgsqlConnectionStringBuilder(ConnectionString()) { Pooling = false }.ConnectionString;
-
-    private string LogSince(long offset)
-    {
-        try
-        {
-            using var stream = new FileStream(LogFile, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            stream.Seek(Math.Min(offset, stream.Length), SeekOrigin.Begin);
-            using var reader = new StreamReader(stream);
-            return reader.ReadToEnd();
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return string.Empty;
-        }
-    }
 
     private TestServerException Failure(string what, ProcessResult result)
         => new($"{Describe(what)}{result.Describe()}{LogTail.Format(LogFile, LogTailLines)}");

@@ -54,7 +54,7 @@ public sealed partial class RabbitMqServer
             IsRunning = false;
 
             // Another process may have taken a port between choosing and binding it: try other ports.
-            var newOutput = TextSince(LogFile, logOffsets.Node) + TextSince(ConsoleLogFile, logOffsets.Console);
+            var newOutput = LogTail.TextSince(LogFile, logOffsets.Node) + LogTail.TextSince(ConsoleLogFile, logOffsets.Console);
             if (choosePorts && attempt < MaxStartAttempts && (newOutput.Contains("eaddrinuse", StringComparison.Ordinal) || newOutput.Contains("already in use", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
@@ -62,7 +62,7 @@ public sealed partial class RabbitMqServer
 
             var portHint = !choosePorts && FreePortsTaken() is { } taken ? $" ({taken})" : string.Empty;
             // The console output has boot failures (config errors, listeners that cannot bind) that happen before the node log exists.
-            var consoleLines = TextSince(ConsoleLogFile, logOffsets.Console).Split('\n').Select(line => line.TrimEnd('\r')).ToList();
+            var consoleLines = LogTail.TextSince(ConsoleLogFile, logOffsets.Console).Split('\n').Select(line => line.TrimEnd('\r')).ToList();
             var errors = consoleLines
                 .Where(line => line.Contains("[error]", StringComparison.Ordinal) || line.Contains("BOOT FAILED", StringComparison.Ordinal) || line.StartsWith("Error", StringComparison.Ordinal))
                 .Take(10)
@@ -169,7 +169,7 @@ public sealed partial class RabbitMqServer
         var stopwatch = Stopwatch.StartNew();
         while (true)
         {
-            var vmPid = int.TryParse(TextSince(PidFile, 0).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : 0;
+            var vmPid = int.TryParse(LogTail.TextSince(PidFile, 0).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : 0;
             if (!NodeProcesses.IsAlive(_launcherPid) && (vmPid == 0 || !NodeProcesses.IsAlive(vmPid)))
             {
                 return true;
@@ -259,21 +259,6 @@ public sealed partial class RabbitMqServer
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             return 0;
-        }
-    }
-
-    private static string TextSince(string path, long offset)
-    {
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            stream.Seek(Math.Min(offset, stream.Length), SeekOrigin.Begin);
-            using var reader = new StreamReader(stream);
-            return reader.ReadToEnd();
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return string.Empty;
         }
     }
 

@@ -16,6 +16,22 @@ internal static class LogTail
         return lines.Count <= count ? lines : lines.GetRange(lines.Count - count, count);
     }
 
+    /// <summary>What <paramref name="path"/> holds from byte <paramref name="offset"/> on (empty when it cannot be read): the output of one start attempt.</summary>
+    public static string TextSince(string path, long offset)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            stream.Seek(Math.Min(offset, stream.Length), SeekOrigin.Begin);
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return string.Empty;
+        }
+    }
+
     /// <summary>The last <paramref name="count"/> lines of <paramref name="path"/>, formatted for an exception message.</summary>
     public static string Format(string path, int count = 40)
     {
