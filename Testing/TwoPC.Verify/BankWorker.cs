@@ -89,14 +89,20 @@ internal sealed class BankWorker(WorkerSettings settings)
             while (!cancellationToken.IsCancellationRequested)
             {
                 var op = string.Create(CultureInfo.InvariantCulture, $"{settings.Incarnation}.{Interlocked.Increment(ref next)}");
-                await TransferOnceAsync(coordinator, banks, events, op, random);
+                if (!await TransferOnceAsync(coordinator, banks, events, op, random))
+                {
+                    // A failed transfer (a database or the broker down) is retried after a pause, as a client would,
+                    // rather than in a hot loop that only counts rollbacks.
+                    await Task.Delay(TimeSpan.FromMilliseconds(100 + random.Next(200)), CancellationToken.None);
+                }
             }
         });
         await Task.WhenAll(workers);
         return 0;
     }
 
-    private async Task TransferOnceAsync(TransactionCoordinator coordinator, PostgresResourceManager[] banks, RabbitMqResourceManager events, string op, Random random)
+    /// <returns>False when the transfer failed for another reason than its designed No vote.</returns>
+    private async Task<bool> TransferOnceAsync(TransactionCoordinator coordinator, PostgresResourceManager[] banks, RabbitMqResourceManager events, string op, Random random)
     {
         var databases = banks.Length;
         var from = random.Next(settings.Accounts);
@@ -133,27 +139,30 @@ internal sealed class BankWorker(WorkerSettings settings)
         {
             // The work failed before commit (a database restarting, a lock wait past the deadline): roll back; the outcome is definite.
             await FinishAsync(op, tx, commit: false, ex.GetType().Name);
-            return;
+            return false;
         }
         catch (Exception ex)
         {
             Report($"unknown {op} begin failed: {OneLine(ex.Message)}");
-            return;
+            return false;
         }
 
-        await FinishAsync(op, tx, commit: true, reason: null);
+        var outcome = await FinishAsync(op, tx, commit: true, reason: null);
+        return outcome == OutcomeKind.Committed || amount == Bank.ImpossibleAmount;
     }
 
-    private async Task FinishAsync(string op, GlobalTransaction tx, bool commit, string? reason)
+    private async Task<OutcomeKind?> FinishAsync(string op, GlobalTransaction tx, bool commit, string? reason)
     {
         try
         {
             var outcome = commit ? await tx.CommitAsync() : await tx.RollbackAsync();
             Report($"ok {op} {outcome.Kind} {tx.Id}{(reason is null ? string.Empty : " " + reason)}");
+            return outcome.Kind;
         }
         catch (Exception ex)
         {
             Report($"unknown {op} {tx.Id} {OneLine(ex.Message)}");
+            return null;
         }
         finally
         {

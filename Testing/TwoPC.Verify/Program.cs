@@ -28,7 +28,7 @@ internal static class Program
         var json = new Option<bool>("--json") { Description = "Write the report as JSON." };
         var historyFile = new Option<string?>("--history") { Description = "Write every operation, line and fault to this file (JSON lines). Default: history.jsonl in the work directory." };
         var requireFaults = new Option<int>("--require-faults") { Description = "Inject at least this many faults: the run goes on past --duration (up to three times it) until they are in, and fails with exit code 2 if they are not, so a short CI run cannot pass without exercising recovery. Default 0." };
-        var work = new Option<string?>("--work-dir") { Description = "Where the coordinator log, process logs and private servers live. Default: a new temporary directory." };
+        var work = new Option<string?>("--work-dir") { Description = "Where the coordinator log, the history and the processes' logs live. Default: a new temporary directory. (Private servers live where TwoPC.TestServers puts them.)" };
 
         var root = new RootCommand("Jepsen-style bank checker for TwoPC: transfers across PostgreSQL databases and RabbitMQ under SIGKILLs and restarts, then checks all-or-nothing, durability and exactly-once consumption. Exit code 0 = every check holds, 1 = a violation, 2 = the run could not be set up.");
         foreach (Option option in new Option[] { duration, seed, databases, amqp, faults, interval, concurrency, accounts, json, historyFile, requireFaults, work })
@@ -76,7 +76,7 @@ internal static class Program
                 output.WriteLine("starting two private PostgreSQL servers…");
                 for (var i = 0; i < 2; i++)
                 {
-                    var server = await PostgresServer.StartAsync(new PostgresServerOptions { BaseDirectory = workDirectory, MaxPreparedTransactions = 100 }, cancellationToken);
+                    var server = await PostgresServer.StartAsync(new PostgresServerOptions { MaxPreparedTransactions = 100 }, cancellationToken);
                     servers.Add(server);
                 }
 
@@ -87,7 +87,7 @@ internal static class Program
             if (arguments.Amqp is null)
             {
                 output.WriteLine("starting a private RabbitMQ node…");
-                broker = await RabbitMqServer.StartAsync(new RabbitMqServerOptions { BaseDirectory = workDirectory }, cancellationToken);
+                broker = await RabbitMqServer.StartAsync(new RabbitMqServerOptions(), cancellationToken);
                 amqp = broker.AmqpUri;
             }
             else
