@@ -49,7 +49,9 @@ internal sealed class TwoPCOptionsValidator : IValidateOptions<TwoPCOptions>
         }
         catch (ArgumentException ex)
         {
-            return ValidateOptionsResult.Fail(ex.Message.Replace("TransactionCoordinatorOptions.", "TwoPC:", StringComparison.Ordinal));
+            // The message without ArgumentException's " (Parameter 'X')" suffix: it already names the setting.
+            var message = ex.ParamName is { } parameter ? ex.Message.Replace($" (Parameter '{parameter}')", string.Empty, StringComparison.Ordinal) : ex.Message;
+            return ValidateOptionsResult.Fail(message.Replace("TransactionCoordinatorOptions.", "TwoPC:", StringComparison.Ordinal));
         }
     }
 }
