@@ -15,8 +15,8 @@ public sealed class TwoPCOptions : TransactionCoordinatorOptions
     public const string SectionName = "TwoPC";
 
     /// <summary>This coordinator's node id (required, unique among coordinators sharing resources): 1-24 of <c>a-z 0-9 -</c>.</summary>
-    [Required(ErrorMessage = "TwoPC:NodeId is required: set a node id unique among the coordinators that share resources (1-24 characters of a-z, 0-9, '-').")]
-    [RegularExpression("^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$", ErrorMessage = "TwoPC:NodeId must be 1-24 characters of a-z, 0-9 and '-', not starting or ending with '-'.")]
+    /// <remarks>Checked once, by the coordinator's own rule (<see cref="TransactionCoordinatorOptions.Validate"/>), not by an
+    /// attribute as well: two copies of the rule reported every bad node id twice.</remarks>
     public override string NodeId
     {
         get => base.NodeId;
@@ -37,9 +37,9 @@ internal sealed class TwoPCOptionsValidator : IValidateOptions<TwoPCOptions>
 {
     public ValidateOptionsResult Validate(string? name, TwoPCOptions options)
     {
-        if (string.IsNullOrEmpty(options.NodeId) || options.LogDirectory is null)
+        if (options.LogDirectory is null && !string.IsNullOrEmpty(options.NodeId))
         {
-            return ValidateOptionsResult.Skip; // DataAnnotations reports the missing values
+            return ValidateOptionsResult.Skip; // DataAnnotations reports the missing directory
         }
 
         try
@@ -49,7 +49,9 @@ internal sealed class TwoPCOptionsValidator : IValidateOptions<TwoPCOptions>
         }
         catch (ArgumentException ex)
         {
-            return ValidateOptionsResult.Fail(ex.Message.Replace("TransactionCoordinatorOptions.", "TwoPC:", StringComparison.Ordinal));
+            // The message without ArgumentException's " (Parameter 'X')" suffix: it already names the setting.
+            var message = ex.ParamName is { } parameter ? ex.Message.Replace($" (Parameter '{parameter}')", string.Empty, StringComparison.Ordinal) : ex.Message;
+            return ValidateOptionsResult.Fail(message.Replace("TransactionCoordinatorOptions.", "TwoPC:", StringComparison.Ordinal));
         }
     }
 }

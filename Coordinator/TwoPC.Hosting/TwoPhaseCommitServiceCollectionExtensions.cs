@@ -16,7 +16,8 @@ public static class TwoPhaseCommitServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the coordinator: options bound from <paramref name="configuration"/> (typically the <c>TwoPC</c>
-    /// section) and/or <paramref name="configure"/>, validated at start; a hosted service that recovers
+    /// section) and/or <paramref name="configure"/>, validated at start (an unknown key in a <paramref name="configuration"/>
+    /// section, other than the remote participant's <c>Participant</c> subsection, fails the start too); a hosted service that recovers
     /// before the host reports started; the <see cref="TransactionCoordinator"/> singleton; the file write-ahead log as
     /// the <see cref="ITransactionLog"/> (unless one is already registered); and a
     /// <c>twopc</c> health check.
@@ -28,6 +29,13 @@ public static class TwoPhaseCommitServiceCollectionExtensions
         if (configuration is not null)
         {
             options.Bind(configuration);
+
+            // A key nothing reads (a typo) fails the start instead of silently leaving the default in force. Only a
+            // section is checked: a whole configuration root holds everything else the application reads too.
+            if (configuration is IConfigurationSection section)
+            {
+                services.AddSingleton<IValidateOptions<TwoPCOptions>>(new TwoPCConfigurationKeysValidator(section));
+            }
         }
 
         if (configure is not null)

@@ -135,17 +135,7 @@ public sealed class RemoteBranch : IAsyncDisposable
     /// <summary>Rolls the work back if it was never prepared, and returns the connection to the pool.</summary>
     public async ValueTask DisposeAsync()
     {
-        bool abandon;
-        lock (_lock)
-        {
-            abandon = _state == BranchState.Working;
-            if (abandon)
-            {
-                _vote = Participants.Vote.No("the branch's request ended without preparing");
-                _state = BranchState.Voted;
-            }
-        }
-
+        Abandon("the branch's request ended without preparing");
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
@@ -166,12 +156,28 @@ public sealed class RemoteBranch : IAsyncDisposable
             }
         }
 
-        if (abandon)
+        Activity?.Dispose();
+    }
+
+    /// <summary>
+    /// Ends a branch whose request will not prepare it with a No vote giving <paramref name="reason"/> (the handler's
+    /// status or exception, so the coordinator's outcome says what went wrong; cut by <see cref="ReasonText"/>); the
+    /// work is rolled back when the branch is disposed. Nothing changes once the branch prepared or was rolled back.
+    /// </summary>
+    internal void Abandon(string reason)
+    {
+        lock (_lock)
         {
-            _participant.Metrics.Voted(VoteKind.No);
+            if (_state != BranchState.Working)
+            {
+                return;
+            }
+
+            _vote = Participants.Vote.No(reason);
+            _state = BranchState.Voted;
         }
 
-        Activity?.Dispose();
+        _participant.Metrics.Voted(VoteKind.No);
     }
 
     /// <summary>The coordinator's prepare callback: the vote, or <see langword="null"/> while the request is still working.</summary>

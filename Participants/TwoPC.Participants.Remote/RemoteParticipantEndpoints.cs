@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using TwoPC.Client;
@@ -71,12 +72,24 @@ public static class RemoteParticipantEndpoints
             var participant = http.RequestServices.GetRequiredService<RemoteParticipant>();
             await using (branch.ConfigureAwait(false))
             {
-                var result = await next(context).ConfigureAwait(false);
+                object? result;
+                try
+                {
+                    result = await next(context).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    // The vote carries the handler's error to the coordinator's outcome (disposing rolls the work back).
+                    branch.Abandon($"the branch's request failed: {ex.GetType().Name}: {ex.Message}");
+                    throw;
+                }
+
                 var status = result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK;
                 if (status is < 200 or > 299)
                 {
                     participant.Logger.WorkFailed(branch.Xid, status);
-                    return result; // disposing the branch rolls it back and it votes No
+                    branch.Abandon(FailedAnswer(status, result));
+                    return result; // disposing the branch rolls it back
                 }
 
                 // Not bound to the request's token: once the work is done, a caller gone away must not leave the
@@ -88,6 +101,32 @@ public static class RemoteParticipantEndpoints
             }
         });
         return builder;
+    }
+
+    // Why a branch whose handler answered an error votes No: the status and what the handler said (a problem's detail or
+    // title, or its answer's value as JSON). Vote.No cuts it to ReasonText.MaxLength.
+    private static string FailedAnswer(int status, object? result)
+    {
+        var said = result switch
+        {
+            ProblemHttpResult problem => problem.ProblemDetails.Detail ?? problem.ProblemDetails.Title,
+            IValueHttpResult { Value: string text } => text,
+            IValueHttpResult { Value: { } value } => Json(value),
+            _ => null,
+        };
+        return $"the branch's request answered {status}" + (string.IsNullOrEmpty(said) ? string.Empty : ": " + said);
+
+        static string? Json(object value)
+        {
+            try
+            {
+                return JsonSerializer.Serialize(value, value.GetType(), TwoPCJson.Options);
+            }
+            catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException or JsonException)
+            {
+                return null; // not serializable: the status says enough
+            }
+        }
     }
 
     // Null when the call may be served; else the 401/413 problem to answer. The body is buffered so the handler reads it again.

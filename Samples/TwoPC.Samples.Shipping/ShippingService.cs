@@ -1,10 +1,7 @@
 using System.Text.Json;
 using Dapper;
 using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Npgsql;
-using RabbitMQ.Client;
-using RabbitMQ.Client.Exceptions;
 using TwoPC.Participants.RabbitMq;
 
 namespace TwoPC.Samples.Shipping;
@@ -14,7 +11,8 @@ namespace TwoPC.Samples.Shipping;
 /// bound with <c>order.placed</c>, and consumes it with <see cref="InboxConsumer"/>: each <see cref="OrderPlaced"/>
 /// inserts one <c>shipments</c> row in the same PostgreSQL transaction as its inbox row, and is acknowledged only
 /// after that commit — a redelivered message (same MessageId) changes nothing.
-/// <c>GET /shipments/{orderId}</c>, <c>GET /health</c>. Settings: <c>ConnectionStrings:Shipping</c>, <c>RabbitMq:Uri</c>, <c>Urls</c>.
+/// The broker may be down at start: consuming begins once it answers (<see cref="ShippingConsumer"/>).
+/// <c>GET /shipments/{orderId}</c>, <c>GET /health</c> (503 until consuming). Settings: <c>ConnectionStrings:Shipping</c>, <c>RabbitMq:Uri</c>, <c>Urls</c>.
 /// </summary>
 public static class ShippingService
 {
@@ -50,34 +48,21 @@ public static class ShippingService
         }
 
         builder.Services.AddSingleton(_ => dataSource);
-        builder.Services.AddSingleton(sp => new Broker(brokerUri, sp.GetRequiredService<ILoggerFactory>().CreateLogger(Log.Category)));
-        builder.Services.AddHostedService(sp => new InboxConsumerService(async ct =>
+        // Consuming starts in the background: a broker that is down now is retried, the service runs meanwhile.
+        builder.Services.AddSingleton(sp =>
         {
-            var connection = await sp.GetRequiredService<Broker>().ConnectAsync(ct);
-            await using (var channel = await connection.CreateChannelAsync(cancellationToken: ct))
-            {
-                await RabbitMqTopology.DeclareConsumerQueueAsync(channel, OrderPlaced.Exchange, Queue, OrderPlaced.RoutingKey, cancellationToken: ct);
-            }
-
             var log = sp.GetRequiredService<ILoggerFactory>().CreateLogger(Log.Category);
-            return await InboxConsumer.StartAsync(
-                connection,
+            return new ShippingConsumer(
+                brokerUri,
                 sp.GetRequiredService<NpgsqlDataSource>(),
-                new InboxConsumerOptions { Queue = Queue, Concurrency = 4 },
                 (message, db, transaction, token) => RecordShipmentAsync(message, db, transaction, log, token),
-                sp.GetRequiredService<ILoggerFactory>(),
-                ct);
-        }));
+                sp.GetRequiredService<IServer>(),
+                sp.GetRequiredService<IHostApplicationLifetime>(),
+                sp.GetRequiredService<ILoggerFactory>());
+        });
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ShippingConsumer>());
 
         var app = builder.Build();
-        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(Log.Category);
-        app.Lifetime.ApplicationStarted.Register(() =>
-        {
-            log.Ready(Queue, OrderPlaced.Exchange, OrderPlaced.RoutingKey);
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
-            Console.WriteLine($"ready {address}");
-        });
-
         app.MapGet("/shipments/{orderId}", async (string orderId, NpgsqlDataSource db, CancellationToken ct) =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
@@ -87,7 +72,9 @@ public static class ShippingService
                 cancellationToken: ct));
             return shipment is null ? Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "No shipment for this order") : Results.Ok(shipment);
         });
-        app.MapGet("/health", () => Results.Ok(new { status = "Healthy" }));
+        app.MapGet("/health", (ShippingConsumer consumer) => consumer.IsConsuming
+            ? Results.Ok(new { status = "Healthy" })
+            : Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Not consuming yet", detail: $"Waiting for RabbitMQ at {consumer.BrokerHost}; the connection is retried."));
         return app;
     }
 
@@ -103,38 +90,6 @@ public static class ShippingService
             transaction,
             cancellationToken: cancellationToken));
         log.Shipped(placed.OrderId, placed.Quantity, placed.Sku, placed.CustomerId, message.MessageId);
-    }
-
-    /// <summary>The service's RabbitMQ connection (automatic recovery), opened with retries at start.</summary>
-    private sealed class Broker(Uri uri, ILogger log) : IAsyncDisposable
-    {
-        private IConnection? _connection;
-
-        public async Task<IConnection> ConnectAsync(CancellationToken cancellationToken)
-        {
-            var factory = new ConnectionFactory { Uri = uri, AutomaticRecoveryEnabled = true, TopologyRecoveryEnabled = true, ClientProvidedName = "shipping" };
-            var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                try
-                {
-                    return _connection = await factory.CreateConnectionAsync(cancellationToken);
-                }
-                catch (BrokerUnreachableException ex) when (DateTimeOffset.UtcNow < deadline)
-                {
-                    log.BrokerNotReady(ex, uri.Host);
-                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_connection is not null)
-            {
-                await _connection.DisposeAsync();
-            }
-        }
     }
 }
 

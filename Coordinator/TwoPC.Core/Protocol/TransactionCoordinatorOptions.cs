@@ -54,9 +54,12 @@ public class TransactionCoordinatorOptions
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
-        if (!Transactions.NodeId.TryParse(NodeId, out _))
+        // The one node id rule (NodeId.TryValidate), with its reason: hosts report this message rather than a copy of the rule.
+        if (!Transactions.NodeId.TryValidate(NodeId ?? string.Empty, out var nodeIdError))
         {
-            throw new ArgumentException($"TransactionCoordinatorOptions.NodeId {TransactionIdFormatException.Sanitize(NodeId ?? string.Empty)} is invalid: 1-{Transactions.NodeId.MaxLength} characters of a-z, 0-9 and '-' are required.", nameof(NodeId));
+            throw new ArgumentException(string.IsNullOrEmpty(NodeId)
+                ? $"TransactionCoordinatorOptions.NodeId is required: set a node id unique among the coordinators that share resources (1-{Transactions.NodeId.MaxLength} characters of a-z, 0-9 and '-')."
+                : $"TransactionCoordinatorOptions.NodeId must be 1-{Transactions.NodeId.MaxLength} characters of a-z, 0-9 and '-', not starting or ending with '-'; {TransactionIdFormatException.Sanitize(NodeId)} is not: {nodeIdError}.", nameof(NodeId));
         }
 
         Positive(DefaultTimeout, nameof(DefaultTimeout));

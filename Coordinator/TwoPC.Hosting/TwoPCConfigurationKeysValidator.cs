@@ -1,0 +1,42 @@
+using System.Reflection;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace TwoPC.Hosting;
+
+/// <summary>
+/// Fails the start on a key under the coordinator's section that nothing reads (a typo such as
+/// <c>TwoPC:RollbackAttempt</c> would otherwise be ignored silently and the default used), naming the key and listing
+/// the known ones. The binder's own <c>ErrorOnUnknownConfiguration</c> cannot be used: the section is shared with the
+/// remote participant SDK's <c>Participant</c> subsection, and its message lists neither the section nor the known keys.
+/// </summary>
+internal sealed class TwoPCConfigurationKeysValidator(IConfigurationSection section) : IValidateOptions<TwoPCOptions>
+{
+    /// <summary>Subsections of <c>TwoPC</c> that other TwoPC packages read: the remote participant SDK's settings.</summary>
+    internal static readonly string[] OtherSubsections = ["Participant"];
+
+    /// <summary>What the binder sets: every public instance property with a public setter.</summary>
+    internal static readonly string[] KnownKeys = [.. typeof(TwoPCOptions)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.SetMethod is { IsPublic: true })
+        .Select(p => p.Name)
+        .Distinct(StringComparer.Ordinal)
+        .Order(StringComparer.Ordinal)];
+
+    public ValidateOptionsResult Validate(string? name, TwoPCOptions options)
+    {
+        var unknown = section.GetChildren()
+            .Select(child => child.Key)
+            .Where(key => !KnownKeys.Contains(key, StringComparer.OrdinalIgnoreCase) && !OtherSubsections.Contains(key, StringComparer.OrdinalIgnoreCase))
+            .ToList();
+        if (unknown.Count == 0)
+        {
+            return ValidateOptionsResult.Success;
+        }
+
+        var prefix = section.Path.Length > 0 ? section.Path + ":" : string.Empty;
+        return ValidateOptionsResult.Fail(unknown.Select(key =>
+            $"{prefix}{key} is not a TwoPC setting (a typo?). Known settings: {string.Join(", ", KnownKeys)}; " +
+            $"and the remote participant's {prefix}{OtherSubsections[0]}:* section."));
+    }
+}
