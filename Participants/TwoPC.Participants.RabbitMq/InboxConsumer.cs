@@ -79,6 +79,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     /// <paramref name="connection"/>. If the database or the broker cannot be reached now, this returns anyway
     /// and the start is retried in the background (with backoff); other errors (a missing queue) are thrown.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads differ in the type of their first, required parameter, so a call is never ambiguous.")]
     public static async Task<InboxConsumer> StartAsync(IConnection connection, NpgsqlDataSource dataSource, InboxConsumerOptions options, InboxHandler handler, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -101,6 +102,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     /// modified) in the background: a broker or database that is down now is not an error. The connection is
     /// re-opened after every loss, and consuming resumes on it.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads differ in the type of their first, required parameter, so a call is never ambiguous.")]
     public static Task<InboxConsumer> StartAsync(ConnectionFactory connectionFactory, NpgsqlDataSource dataSource, InboxConsumerOptions options, InboxHandler handler, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connectionFactory);

@@ -11,6 +11,7 @@ public sealed partial class RemoteParticipant
 {
     /// <summary>Joins the global transaction named by the request's <see cref="TwoPCHeaders.TransactionId"/> header.</summary>
     /// <exception cref="RemoteParticipantException">The header is missing or malformed (400), the transaction is unknown (404) or no longer active (409), or the coordinator is unreachable (503).</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads differ in the type of their first, required parameter, so a call is never ambiguous.")]
     public Task<RemoteBranch> JoinAsync(HttpContext context, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -29,6 +30,7 @@ public sealed partial class RemoteParticipant
     /// transaction under the XID it assigned.
     /// </summary>
     /// <exception cref="RemoteParticipantException">See <see cref="JoinAsync(HttpContext, CancellationToken)"/>.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads differ in the type of their first, required parameter, so a call is never ambiguous.")]
     public async Task<RemoteBranch> JoinAsync(string transactionId, CancellationToken cancellationToken = default)
     {
         if (!GlobalTransactionId.TryParse(transactionId, out var id))
