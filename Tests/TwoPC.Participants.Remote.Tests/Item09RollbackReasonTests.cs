@@ -33,17 +33,7 @@ public sealed class Item09RollbackReasonTests(RemoteFixture fixture) : IAsyncLif
     public async Task InitializeAsync()
     {
         var port = FreePort.OnLoopback();
-        _coordinator = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0",
-            "--TwoPC:NodeId=reason-test",
-            "--Coordinator:Authentication:AllowAnonymous=true",
-            $"--Coordinator:Participants:reason-service:CallbackUrl=http://127.0.0.1:{port}/twopc",
-            $"--Coordinator:Participants:reason-service:Key={Key}",
-            $"--TwoPC:LogDirectory={_log.FullName}",
-            "--TwoPC:RetryMaxDelay=00:00:00.200",
-            "--Logging:LogLevel:Default=Warning",
-        ]);
-        await _coordinator.StartAsync();
+        _coordinator = await OneParticipantCoordinator.StartAsync("reason-test", "reason-service", port, Key, _log.FullName);
         var coordinatorUrl = new Uri(_coordinator.Urls.First() + "/");
         _client = new TwoPCClient(new HttpClient { BaseAddress = coordinatorUrl });
         _connectionString = await fixture.Server.CreateDatabaseAsync();

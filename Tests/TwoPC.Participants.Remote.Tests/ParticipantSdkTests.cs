@@ -42,17 +42,7 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var port = FreePort.OnLoopback();
-        _coordinator = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0",
-            "--TwoPC:NodeId=sdk-test",
-            "--Coordinator:Authentication:AllowAnonymous=true",
-            $"--Coordinator:Participants:sdk-service:CallbackUrl=http://127.0.0.1:{port}/twopc",
-            $"--Coordinator:Participants:sdk-service:Key={Key}",
-            $"--TwoPC:LogDirectory={_log.FullName}",
-            "--TwoPC:RetryMaxDelay=00:00:00.200",
-            "--Logging:LogLevel:Default=Warning",
-        ]);
-        await _coordinator.StartAsync();
+        _coordinator = await OneParticipantCoordinator.StartAsync("sdk-test", "sdk-service", port, Key, _log.FullName);
         var coordinatorUrl = new Uri(_coordinator.Urls.First() + "/");
         _client = new TwoPCClient(new HttpClient { BaseAddress = coordinatorUrl });
         _connectionString = await fixture.Server.CreateDatabaseAsync();

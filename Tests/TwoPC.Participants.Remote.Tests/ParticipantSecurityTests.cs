@@ -43,17 +43,7 @@ public sealed class ParticipantSecurityTests(RemoteFixture fixture) : IAsyncLife
     public async Task InitializeAsync()
     {
         var port = FreePort.OnLoopback();
-        _coordinator = CoordinatorServer.BuildApp([
-            "--Urls=http://127.0.0.1:0",
-            $"--TwoPC:NodeId={Node}",
-            $"--TwoPC:LogDirectory={_log.FullName}",
-            "--TwoPC:RetryMaxDelay=00:00:00.200",
-            "--Coordinator:Authentication:AllowAnonymous=true",
-            $"--Coordinator:Participants:{Name}:CallbackUrl=http://127.0.0.1:{port}/twopc",
-            $"--Coordinator:Participants:{Name}:Key={Key}",
-            "--Logging:LogLevel:Default=Warning",
-        ]);
-        await _coordinator.StartAsync();
+        _coordinator = await OneParticipantCoordinator.StartAsync(Node, Name, port, Key, _log.FullName);
         _coordinatorUrl = new Uri(_coordinator.Urls.First() + "/");
         _client = new TwoPCClient(new HttpClient { BaseAddress = _coordinatorUrl });
         _connectionString = await fixture.Server.CreateDatabaseAsync();
