@@ -1,4 +1,5 @@
 using System.Threading.RateLimiting;
+using Microsoft.Extensions.Options;
 using TwoPC.Client;
 using TwoPC.Coordinator.Server.Security;
 using TwoPC.Hosting;
@@ -44,9 +45,7 @@ public static class CoordinatorServer
 
         // Who the coordinator calls back, and how much at once: checked here, so a bad setting stops the start.
         var directory = ParticipantDirectory.FromConfiguration(server);
-        var callLimits = ParticipantCallOptions.FromConfiguration(server);
         services.AddSingleton(directory);
-        services.AddSingleton(callLimits);
         services.AddHostedService<ParticipantStartupReport>();
 
         // Configured participants are registered before recovery, at their configured callback URL, so logged decisions
@@ -70,26 +69,27 @@ public static class CoordinatorServer
         builder.ResolveResourceManagers((sp, name) => sp.GetRequiredService<TransactionRegistry>().GetOrRegisterRemote(name));
 
         builder.AddMessaging(configuration);
-        services.AddSingleton(new ConcurrencyLimiter(new ConcurrencyLimiterOptions
+        // The participant-call bounds are Coordinator:Limits like the others (one options class, validated at start).
+        services.AddSingleton(sp => new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
-            PermitLimit = callLimits.MaxConcurrentParticipantCalls,
+            PermitLimit = sp.GetRequiredService<IOptions<CoordinatorLimitsOptions>>().Value.MaxConcurrentParticipantCalls,
             QueueLimit = int.MaxValue,
             QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
         }));
         services.AddHttpClient(ParticipantClientName, client =>
             {
                 client.Timeout = callTimeout;
-                client.MaxResponseContentBufferSize = ParticipantCallOptions.MaxAnswerBytes;
+                client.MaxResponseContentBufferSize = CoordinatorLimitsOptions.MaxParticipantAnswerBytes;
             })
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
                 // A redirect would carry a signed call to an address nobody configured: a 3xx is the participant's error.
                 AllowAutoRedirect = false,
-                MaxConnectionsPerServer = callLimits.MaxParticipantConnectionsPerServer,
+                MaxConnectionsPerServer = sp.GetRequiredService<IOptions<CoordinatorLimitsOptions>>().Value.MaxParticipantConnectionsPerServer,
 
                 // An answer left unread (an error answer, or one over MaxAnswerBytes) is drained this far at most to reuse
                 // the connection; past it, the connection is closed.
-                MaxResponseDrainSize = ParticipantCallOptions.MaxAnswerBytes,
+                MaxResponseDrainSize = CoordinatorLimitsOptions.MaxParticipantAnswerBytes,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             })
             .AddHttpMessageHandler(sp => new ParticipantCallHandler(

@@ -22,7 +22,7 @@ namespace TwoPC.Coordinator.Server;
 /// (no logged decision) still reaches it; with no URL at all, a forced call fails rather than guess.
 /// A participant configured under <c>Coordinator:Participants</c> is always called at its configured callback URL (a
 /// URL in a logged decision or a registration is not used for it). Redirects are never followed (a 3xx is the
-/// participant's error), at most <see cref="ParticipantCallOptions.MaxAnswerBytes"/> of an answer is read, and errors
+/// participant's error), at most <see cref="CoordinatorLimitsOptions.MaxParticipantAnswerBytes"/> of an answer is read, and errors
 /// name the participant, never the target's address or status (those are logged).
 /// </remarks>
 /// <param name="name">The participant's resource manager name.</param>
@@ -161,7 +161,7 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
         where T : class
     {
         var body = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
-            ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with more than {ParticipantCallOptions.MaxAnswerBytes / 1024} KiB; it was not read.");
+            ?? throw new InvalidOperationException($"'{Name}' answered {action} of {xid} with more than {CoordinatorLimitsOptions.MaxParticipantAnswerBytes / 1024} KiB; it was not read.");
         try
         {
             return JsonSerializer.Deserialize<T>(body, TwoPCJson.Options)
@@ -176,26 +176,26 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
     // At most MaxAnswerBytes of the answer, or null when it is longer (declared or read): the rest is never read.
     private static async Task<byte[]?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
     {
-        if (content.Headers.ContentLength > ParticipantCallOptions.MaxAnswerBytes)
+        if (content.Headers.ContentLength > CoordinatorLimitsOptions.MaxParticipantAnswerBytes)
         {
             return null;
         }
 
         var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(ParticipantCallOptions.MaxAnswerBytes + 1);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(CoordinatorLimitsOptions.MaxParticipantAnswerBytes + 1);
         try
         {
             await using (stream.ConfigureAwait(false))
             {
                 var filled = 0;
                 int read;
-                while (filled <= ParticipantCallOptions.MaxAnswerBytes
-                    && (read = await stream.ReadAsync(buffer.AsMemory(filled, ParticipantCallOptions.MaxAnswerBytes + 1 - filled), cancellationToken).ConfigureAwait(false)) > 0)
+                while (filled <= CoordinatorLimitsOptions.MaxParticipantAnswerBytes
+                    && (read = await stream.ReadAsync(buffer.AsMemory(filled, CoordinatorLimitsOptions.MaxParticipantAnswerBytes + 1 - filled), cancellationToken).ConfigureAwait(false)) > 0)
                 {
                     filled += read;
                 }
 
-                return filled > ParticipantCallOptions.MaxAnswerBytes ? null : buffer[..filled];
+                return filled > CoordinatorLimitsOptions.MaxParticipantAnswerBytes ? null : buffer[..filled];
             }
         }
         finally

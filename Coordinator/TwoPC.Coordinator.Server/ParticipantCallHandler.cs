@@ -9,7 +9,7 @@ namespace TwoPC.Coordinator.Server;
 /// <see cref="HttpClient"/>: the target must be the configured participant's callback URL (or, for an unconfigured
 /// participant in development mode, of an allowed origin) — checked at call time, so a URL read back from the log is
 /// held to today's configuration; the call is signed under that participant's own key (the key itself is never sent);
-/// at most <see cref="ParticipantCallOptions.MaxConcurrentParticipantCalls"/> calls run at once. Transport details
+/// at most <see cref="CoordinatorLimitsOptions.MaxConcurrentParticipantCalls"/> calls run at once. Transport details
 /// (addresses, errors, status codes) go to the log only: the exceptions callers see, which end up in outcome reasons
 /// returned by the API, say which participant failed and nothing about the target.
 /// </summary>

@@ -1,13 +1,15 @@
+using Microsoft.Extensions.Options;
+
 namespace TwoPC.Coordinator.Server;
 
 /// <summary>Says at start which participants are configured, and warns about every callback protection that is off.</summary>
-internal sealed class ParticipantStartupReport(ParticipantDirectory directory, ParticipantCallOptions limits, ILoggerFactory loggers) : IHostedService
+internal sealed class ParticipantStartupReport(ParticipantDirectory directory, IOptions<CoordinatorLimitsOptions> limits, ILoggerFactory loggers) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var logger = loggers.CreateLogger("TwoPC.Coordinator.Server.Participants");
         var names = directory.All.Count == 0 ? "(none)" : string.Join(", ", directory.All.Select(p => $"{p.Name} at {p.CallbackUrl}"));
-        ParticipantCallLog.ParticipantsConfigured(logger, names, limits.MaxConcurrentParticipantCalls, limits.MaxParticipantConnectionsPerServer);
+        ParticipantCallLog.ParticipantsConfigured(logger, names, limits.Value.MaxConcurrentParticipantCalls, limits.Value.MaxParticipantConnectionsPerServer);
         if (directory.AllowUnauthenticatedCallbacks)
         {
             var unsigned = directory.All.Where(p => p.Key is null).Select(p => p.Name).ToList();

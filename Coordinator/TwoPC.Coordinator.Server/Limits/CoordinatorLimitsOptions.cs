@@ -74,4 +74,15 @@ public sealed class CoordinatorLimitsOptions
     /// <summary>The <c>Retry-After</c> of a begin refused for <see cref="MaxLiveTransactions"/> (default 1 s).</summary>
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "Coordinator:Limits:LiveTransactionsRetryAfter must be between 00:00:01 and 01:00:00.")]
     public TimeSpan LiveTransactionsRetryAfter { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The largest participant answer body read, in bytes: 64 KiB. A larger answer is the participant's error, not read.</summary>
+    public const int MaxParticipantAnswerBytes = 64 * 1024;
+
+    /// <summary>Connections open at once to one participant server (default 64).</summary>
+    [Range(1, 100_000, ErrorMessage = "Coordinator:Limits:MaxParticipantConnectionsPerServer must be 1-100000.")]
+    public int MaxParticipantConnectionsPerServer { get; set; } = 64;
+
+    /// <summary>Participant calls in flight at once, all participants together (default 256); the rest wait their turn.</summary>
+    [Range(1, 1_000_000, ErrorMessage = "Coordinator:Limits:MaxConcurrentParticipantCalls must be 1-1000000.")]
+    public int MaxConcurrentParticipantCalls { get; set; } = 256;
 }
