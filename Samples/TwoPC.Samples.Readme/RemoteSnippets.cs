@@ -31,6 +31,26 @@ public static class RemoteSnippets
         return app;
     }
 
+    /// <summary>Participants/README.md, section "The remote participant SDK".</summary>
+    public static WebApplication Overview(WebApplicationBuilder builder)
+    {
+        #region participants
+        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(builder.Configuration.GetConnectionString("Payments")!));
+        builder.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(),
+            builder.Configuration.GetSection("TwoPC:Participant")); // Name, CoordinatorUrl, CallbackUrl, Key
+
+        var app = builder.Build();
+        app.MapTwoPCParticipant("/twopc");                       // the coordinator's prepare/commit/rollback callbacks
+        app.MapPost("/payments", async (Payment p, RemoteBranch branch) =>
+        {
+            await branch.Connection.ExecuteAsync(
+                "UPDATE wallets SET balance = balance - @Amount WHERE customer_id = @CustomerId", p, branch.Transaction);
+            return Results.Ok();                                 // 2xx: the branch prepares; anything else rolls it back
+        }).AsTwoPCBranch();
+        #endregion
+        return app;
+    }
+
     /// <summary>Participants/TwoPC.Participants.Remote/README.md.</summary>
     public static WebApplication Package(WebApplicationBuilder builder)
     {

@@ -18,20 +18,31 @@ internal static partial class Snippets
 
     public static string RepositoryRoot { get; } = FindRoot();
 
-    /// <summary>README.md and every package README (Coordinator/*, Participants/*, Testing/*), relative to the root.</summary>
+    /// <summary>
+    /// README.md, docs/*.md, and the READMEs of Coordinator/, Participants/, Testing/ and Samples/ and of every project
+    /// under them (the package READMEs), relative to the root.
+    /// </summary>
     public static IReadOnlyList<string> ReadmeFiles()
     {
-        var files = new List<string> { "README.md" };
-        foreach (var group in new[] { "Coordinator", "Participants", "Testing" })
+        var files = new List<string> { Path.Combine(RepositoryRoot, "README.md") };
+        var docs = Path.Combine(RepositoryRoot, "docs");
+        if (Directory.Exists(docs))
         {
-            files.AddRange(Directory.GetDirectories(Path.Combine(RepositoryRoot, group))
-                .Select(d => Path.Combine(d, "README.md"))
-                .Where(File.Exists)
-                .Select(f => Path.GetRelativePath(RepositoryRoot, f).Replace('\\', '/'))
-                .Order(StringComparer.Ordinal));
+            files.AddRange(Directory.GetFiles(docs, "*.md"));
         }
 
-        return files;
+        foreach (var group in new[] { "Coordinator", "Participants", "Testing", "Samples" })
+        {
+            var root = Path.Combine(RepositoryRoot, group);
+            files.Add(Path.Combine(root, "README.md"));
+            files.AddRange(Directory.GetDirectories(root).Select(d => Path.Combine(d, "README.md")));
+        }
+
+        return files.Where(File.Exists)
+            .Select(f => Path.GetRelativePath(RepositoryRoot, f).Replace('\\', '/'))
+            .Distinct(StringComparer.Ordinal)
+            .Order(StringComparer.Ordinal)
+            .ToArray();
     }
 
     /// <summary>Every region of the snippet directories, keyed <c>File.cs#name</c>.</summary>
