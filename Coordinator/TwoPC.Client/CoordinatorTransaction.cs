@@ -1,10 +1,11 @@
 namespace TwoPC.Client;
 
 /// <summary>
-/// A global transaction begun through <see cref="TwoPCClient.BeginAsync"/>. Disposing it without
+/// A global transaction begun through <see cref="TwoPCClient.BeginAsync"/>; <see cref="Enter"/> makes it the ambient
+/// <see cref="Current"/> one that outgoing calls carry. Disposing it without
 /// <see cref="CommitAsync"/> rolls it back (best effort: the coordinator's deadline rolls it back anyway).
 /// </summary>
-public sealed class CoordinatorTransaction : IAsyncDisposable
+public sealed partial class CoordinatorTransaction : IAsyncDisposable
 {
     private readonly TwoPCClient _client;
     private int _finished;

@@ -2,7 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace TwoPC.Client;
 
-/// <summary>Credentials for the coordinator's API on clients made by <c>IHttpClientFactory</c>.</summary>
+/// <summary>Credentials for the coordinator's API, and transaction propagation to branch services, on clients made by <c>IHttpClientFactory</c>.</summary>
 public static class TwoPCHttpClientBuilderExtensions
 {
     /// <summary>
@@ -17,5 +17,17 @@ public static class TwoPCHttpClientBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentException.ThrowIfNullOrWhiteSpace(apiKey);
         return builder.AddHttpMessageHandler(() => new ApiKeyHandler(apiKey));
+    }
+
+    /// <summary>
+    /// Sends the <see cref="CoordinatorTransaction.Current"/> transaction's id (<see cref="TwoPCHeaders.TransactionId"/>) on
+    /// every request of this client made inside <c>using (tx.Enter())</c>, through <see cref="TwoPCTransactionPropagationHandler"/>:
+    /// <c>services.AddHttpClient("inventory", c =&gt; c.BaseAddress = url).AddTwoPCTransactionPropagation()</c>.
+    /// </summary>
+    /// <param name="builder">The branch service client's builder.</param>
+    public static IHttpClientBuilder AddTwoPCTransactionPropagation(this IHttpClientBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.AddHttpMessageHandler(() => new TwoPCTransactionPropagationHandler());
     }
 }

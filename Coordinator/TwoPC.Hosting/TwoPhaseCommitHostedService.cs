@@ -59,6 +59,7 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
             };
         }
 
+        ThrowOnDuplicateNames(_registrations);
         foreach (var registration in _registrations)
         {
             var rm = await registration.Create(_services, cancellationToken).ConfigureAwait(false);
@@ -107,6 +108,37 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
         new(new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
             loggerFactory.CreateLogger<FileTransactionLog>(),
             meterFactory);
+
+    /// <summary>Two registrations with one name fail the start before any resource manager is created.</summary>
+    private static void ThrowOnDuplicateNames(IEnumerable<ResourceManagerRegistration> registrations)
+    {
+        var duplicates = registrations
+            .Where(r => r.Name is not null)
+            .GroupBy(r => r.Name!, StringComparer.Ordinal)
+            .Where(g => g.Count() > 1)
+            .Select(g => $"'{g.Key}' ({string.Join(", ", g.Select(r => r.Type.Name))})")
+            .ToList();
+        if (duplicates.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"Resource manager names must be unique (each is a key in the container and in the transaction log); registered more than once: {string.Join("; ", duplicates)}.");
+        }
+    }
+
+    /// <summary>The unkeyed typed resource manager: there must be exactly one registration of <paramref name="type"/>.</summary>
+    internal IResourceManager SingleResourceManagerOf(Type type)
+    {
+        var ofType = _registrations.Where(r => r.Type == type).ToList();
+        if (ofType.Count == 1)
+        {
+            return ResourceManagerFor(ofType[0]);
+        }
+
+        var names = string.Join(", ", ofType.Select(r => r.Name is null ? "(unnamed)" : $"'{r.Name}'"));
+        throw new InvalidOperationException(
+            $"{ofType.Count} {type.Name} resource managers are registered ({names}): resolve one by its name, " +
+            $"[FromKeyedServices(\"name\")] {type.Name} or GetRequiredKeyedService<{type.Name}>(\"name\"), registering each with a name.");
+    }
 
     internal IResourceManager ResourceManagerFor(ResourceManagerRegistration registration) =>
         _created.TryGetValue(registration, out var rm)

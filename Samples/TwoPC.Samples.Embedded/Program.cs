@@ -8,8 +8,6 @@ using Dapper;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Npgsql;
-using RabbitMQ.Client;
 using TwoPC.Hosting;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
@@ -19,22 +17,20 @@ using TwoPC.Transactions;
 
 var builder = Host.CreateApplicationBuilder(args);
 var config = builder.Configuration;
-await using var ordersSource = NpgsqlDataSource.Create(config.GetConnectionString("Orders")!);
-await using var paymentsSource = NpgsqlDataSource.Create(config.GetConnectionString("Payments")!);
-var amqp = new ConnectionFactory { Uri = new Uri(config["RabbitMq:Uri"]!) };
 
-// The coordinator (its log in TwoPC:LogDirectory) and its three resource managers; recovery runs when the host starts.
+// The coordinator (its log in TwoPC:LogDirectory) and its three resource managers, each a keyed service under its name;
+// they log through the host's logging and recovery runs when the host starts.
 builder.Services.AddTwoPhaseCommit(config.GetSection("TwoPC"))
-    .AddResourceManager((sp, ct) => PostgresResourceManager.CreateAsync("orders-db", ordersSource, cancellationToken: ct))
-    .AddResourceManager((sp, ct) => PostgresResourceManager.CreateAsync("payments-db", paymentsSource, cancellationToken: ct))
-    .AddResourceManager((sp, ct) => RabbitMqResourceManager.CreateAsync("events", amqp, cancellationToken: ct));
+    .AddPostgres("orders-db", config.GetConnectionString("Orders")!)
+    .AddPostgres("payments-db", config.GetConnectionString("Payments")!)
+    .AddRabbitMq("events", new Uri(config["RabbitMq:Uri"]!));
 using var host = builder.Build();
 await host.StartAsync();
 
 var coordinator = host.Services.GetRequiredService<TransactionCoordinator>();
-var orders = coordinator.ResourceManagers.OfType<PostgresResourceManager>().Single(rm => rm.Name == "orders-db");
-var payments = coordinator.ResourceManagers.OfType<PostgresResourceManager>().Single(rm => rm.Name == "payments-db");
-var events = host.Services.GetRequiredService<RabbitMqResourceManager>();
+var orders = host.Services.GetRequiredKeyedService<PostgresResourceManager>("orders-db");
+var payments = host.Services.GetRequiredKeyedService<PostgresResourceManager>("payments-db");
+var events = host.Services.GetRequiredKeyedService<RabbitMqResourceManager>("events");
 var checkout = config.GetSection("Checkout");
 var placed = new OrderPlaced("emb-" + Guid.NewGuid().ToString("N")[..12], checkout["CustomerId"]!, checkout["Sku"]!, checkout.GetValue<int>("Quantity"), checkout.GetValue<decimal>("Amount"));
 

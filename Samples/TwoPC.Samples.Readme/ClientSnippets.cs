@@ -1,3 +1,6 @@
+using System.Net.Http.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using TwoPC.Client;
 
 namespace TwoPC.Samples.Readme;
@@ -11,16 +14,27 @@ public static class ClientSnippets
     /// <summary>A message body.</summary>
     public sealed record OrderPlaced(string OrderId);
 
-    /// <summary>README.md, section "As a standalone coordinator service, with remote participants".</summary>
-    public static async Task<OutcomeDto> StandaloneAsync(string apiKey, HttpClient http, Payment payment, OrderPlaced orderPlaced)
+    /// <summary>README.md, section "As a standalone coordinator service, with remote participants": the registration.</summary>
+    public static void Register(HostApplicationBuilder builder, Uri paymentsUrl)
     {
         #region readme
-        // using TwoPC.Client;
-        var twopc = new TwoPCClient(new HttpClient(new ApiKeyHandler(apiKey, new SocketsHttpHandler())) { BaseAddress = new("http://127.0.0.1:5080/") });
+        builder.Services.AddTwoPCClient(builder.Configuration.GetSection("TwoPCClient"));    // TwoPCClient:BaseAddress, TwoPCClient:ApiKey
+        builder.Services.AddHttpClient("payments", c => c.BaseAddress = paymentsUrl).AddTwoPCTransactionPropagation();
+        #endregion
+    }
+
+    /// <summary>README.md, same section: the transaction, with the injected client and the <c>payments</c> client.</summary>
+    public static async Task<OutcomeDto> TransactionAsync(TwoPCClient twopc, HttpClient payments, Payment payment)
+    {
+        #region transaction
         await using var tx = await twopc.BeginAsync(TimeSpan.FromSeconds(30));   // disposing without commit rolls back
-        using var paid = await http.PostInTransactionAsync("http://payments/payments", payment, tx); // sends TwoPC-Transaction-Id
-        await tx.PublishAsync("orders", "order.placed", orderPlaced, type: "OrderPlaced");         // published iff it commits
-        var outcome = await tx.CommitAsync();                                                      // Committed / RolledBack / Heuristic*
+        using (tx.Enter())                                                        // calls inside send TwoPC-Transaction-Id
+        {
+            using var paid = await payments.PostAsJsonAsync("payments", payment);
+            paid.EnsureSuccessStatusCode();
+        }
+
+        var outcome = await tx.CommitAsync();                                      // Committed / RolledBack / Heuristic*
         #endregion
         return outcome;
     }

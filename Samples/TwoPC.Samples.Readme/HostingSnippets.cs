@@ -1,13 +1,10 @@
-using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Npgsql;
-using RabbitMQ.Client;
 using TwoPC.Hosting;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
+using TwoPC.Protocol;
 
 namespace TwoPC.Samples.Readme;
 
@@ -15,32 +12,37 @@ namespace TwoPC.Samples.Readme;
 public static class HostingSnippets
 {
     /// <summary>README.md, section "In a Generic Host (microservices)".</summary>
-    public static void Configure(HostApplicationBuilder builder)
+    public static async Task<IHost> StartAsync(HostApplicationBuilder builder)
     {
+        var config = builder.Configuration;
         #region readme
-        // packages: TwoPC.Hosting, TwoPC.Participants.PostgreSql, TwoPC.Participants.RabbitMq (no Npgsql.DependencyInjection);
-        // usings: System.Diagnostics.Metrics, Microsoft.Extensions.Logging, Npgsql, RabbitMQ.Client, TwoPC.Hosting,
-        // TwoPC.Participants.PostgreSql, TwoPC.Participants.RabbitMq. The factories pass the host's logging and metrics on.
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(builder.Configuration.GetConnectionString("Orders")!));
-        builder.Services.AddTwoPhaseCommit(builder.Configuration.GetSection("TwoPC"))   // TwoPC:NodeId, TwoPC:LogDirectory, ...
-            .AddResourceManager((sp, ct) => PostgresResourceManager.CreateAsync("orders", sp.GetRequiredService<NpgsqlDataSource>(),
-                loggerFactory: sp.GetRequiredService<ILoggerFactory>(), meterFactory: sp.GetService<IMeterFactory>(), cancellationToken: ct))
-            .AddResourceManager((sp, ct) => RabbitMqResourceManager.CreateAsync("events", new ConnectionFactory { Uri = new(builder.Configuration["RabbitMq:Uri"]!) },
-                loggerFactory: sp.GetRequiredService<ILoggerFactory>(), meterFactory: sp.GetService<IMeterFactory>(), cancellationToken: ct));
-        // inject TransactionCoordinator (and the typed resource managers) where you need them
+        // packages: TwoPC.Hosting, TwoPC.Participants.PostgreSql, TwoPC.Participants.RabbitMq
+        // usings: Microsoft.Extensions.DependencyInjection, TwoPC.Hosting, TwoPC.Participants.PostgreSql, TwoPC.Participants.RabbitMq, TwoPC.Protocol
+        builder.Services.AddTwoPhaseCommit(config.GetSection("TwoPC"))   // TwoPC:NodeId, TwoPC:LogDirectory, ...
+            .AddPostgres("orders-db", config.GetConnectionString("Orders")!)
+            .AddPostgres("payments-db", config.GetConnectionString("Payments")!)
+            .AddRabbitMq("events", new Uri(config["RabbitMq:Uri"]!));
+        var host = builder.Build();
+        await host.StartAsync();   // recovery runs before this returns
+
+        var coordinator = host.Services.GetRequiredService<TransactionCoordinator>();
+        var orders = host.Services.GetRequiredKeyedService<PostgresResourceManager>("orders-db");
+        var payments = host.Services.GetRequiredKeyedService<PostgresResourceManager>("payments-db");
+        var events = host.Services.GetRequiredKeyedService<RabbitMqResourceManager>("events");
         #endregion
+        _ = (coordinator, orders, payments, events);
+        return host;
     }
 
     /// <summary>Coordinator/TwoPC.Hosting/README.md.</summary>
     public static void Package(HostApplicationBuilder builder)
     {
         #region package
-        // using Microsoft.Extensions.Logging; using Npgsql; using TwoPC.Hosting; using TwoPC.Participants.PostgreSql;
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(builder.Configuration.GetConnectionString("Orders")!));
+        // using TwoPC.Hosting; using TwoPC.Participants.PostgreSql; using TwoPC.Participants.RabbitMq;
         builder.Services.AddTwoPhaseCommit(builder.Configuration.GetSection("TwoPC"))   // TwoPC:NodeId, TwoPC:LogDirectory, ...
-            .AddResourceManager((sp, ct) => PostgresResourceManager.CreateAsync("orders", sp.GetRequiredService<NpgsqlDataSource>(),
-                loggerFactory: sp.GetRequiredService<ILoggerFactory>(), cancellationToken: ct));
-        // inject TransactionCoordinator where you need it
+            .AddPostgres("orders", builder.Configuration.GetConnectionString("Orders")!)  // TwoPC.Participants.PostgreSql
+            .AddRabbitMq("events", new Uri(builder.Configuration["RabbitMq:Uri"]!));      // TwoPC.Participants.RabbitMq
+        // inject TransactionCoordinator, and [FromKeyedServices("orders")] PostgresResourceManager orders
         #endregion
     }
 }

@@ -6,8 +6,6 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Npgsql;
-using RabbitMQ.Client;
 using TwoPC.Hosting;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
@@ -46,17 +44,16 @@ internal sealed class BankWorker(WorkerSettings settings)
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
 
-        var sources = settings.Databases.Select(cs => NpgsqlDataSource.Create(cs)).ToArray();
+        // Each database and the broker is a resource manager registered by name (a keyed service); the data sources are
+        // built and disposed by the host's container, and every resource manager logs through the host's logging.
         var twoPc = builder.Services.AddTwoPhaseCommit(builder.Configuration.GetSection("TwoPC"));
-        for (var i = 0; i < sources.Length; i++)
+        var banks = settings.Databases.Select((_, i) => "bank-" + i.ToString(CultureInfo.InvariantCulture)).ToArray();
+        for (var i = 0; i < banks.Length; i++)
         {
-            var source = sources[i];
-            var name = "bank-" + i.ToString(CultureInfo.InvariantCulture);
-            twoPc.AddResourceManager((sp, ct) => PostgresResourceManager.CreateAsync(name, source, loggerFactory: sp.GetService<ILoggerFactory>(), cancellationToken: ct));
+            twoPc.AddPostgres(banks[i], settings.Databases[i]);
         }
 
-        var amqp = new ConnectionFactory { Uri = settings.Amqp };
-        twoPc.AddResourceManager((sp, ct) => RabbitMqResourceManager.CreateAsync("bank-events", amqp, loggerFactory: sp.GetService<ILoggerFactory>(), cancellationToken: ct));
+        twoPc.AddRabbitMq("bank-events", settings.Amqp);
 
         using var host = builder.Build();
         try
@@ -66,22 +63,20 @@ internal sealed class BankWorker(WorkerSettings settings)
             Report($"ready {settings.Incarnation} {SinceStart.ElapsedMilliseconds}");
             return settings.RecoverOnly
                 ? await FinishRecoveryAsync(coordinator, cancellationToken)
-                : await TransferAsync(coordinator, cancellationToken);
+                : await TransferAsync(
+                    coordinator,
+                    [.. banks.Select(host.Services.GetRequiredKeyedService<PostgresResourceManager>)],
+                    host.Services.GetRequiredKeyedService<RabbitMqResourceManager>("bank-events"),
+                    cancellationToken);
         }
         finally
         {
             await host.StopAsync(CancellationToken.None);
-            foreach (var source in sources)
-            {
-                await source.DisposeAsync();
-            }
         }
     }
 
-    private async Task<int> TransferAsync(TransactionCoordinator coordinator, CancellationToken cancellationToken)
+    private async Task<int> TransferAsync(TransactionCoordinator coordinator, PostgresResourceManager[] banks, RabbitMqResourceManager events, CancellationToken cancellationToken)
     {
-        var banks = coordinator.ResourceManagers.OfType<PostgresResourceManager>().OrderBy(rm => rm.Name, StringComparer.Ordinal).ToArray();
-        var events = coordinator.ResourceManagers.OfType<RabbitMqResourceManager>().Single();
         var next = 0L;
         var workers = Enumerable.Range(0, settings.Concurrency).Select(async worker =>
         {
