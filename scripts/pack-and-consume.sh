@@ -30,7 +30,7 @@ echo "pack-and-consume: dotnet pack TwoPC.sln -c Release -o $feed"
 dotnet pack TwoPC.sln -c Release -o "$feed" -v quiet -nologo || fail "dotnet pack failed"
 
 expected="TwoPC.Core TwoPC.Hosting TwoPC.Client TwoPC.Cli TwoPC.Coordinator.Server TwoPC.Participants.PostgreSql
-TwoPC.Participants.RabbitMq TwoPC.Participants.Remote TwoPC.TestServers TwoPC.Verify"
+TwoPC.Participants.RabbitMq TwoPC.Participants.Remote TwoPC.TestServers TwoPC.Verify TwoPC.OpenTelemetry"
 version=""
 for id in $expected; do
   nupkg=$(find "$feed" -maxdepth 1 -name "$id.[0-9]*.nupkg" ! -name '*.snupkg' | head -n 1)
