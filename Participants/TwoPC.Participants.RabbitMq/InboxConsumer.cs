@@ -212,6 +212,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
     private async Task OnReceivedAsync(IChannel channel, BasicDeliverEventArgs delivery)
     {
         var messageId = delivery.BasicProperties.MessageId;
+        using var activity = MessageTracing.StartProcess(_options.Queue, delivery.Exchange, delivery.RoutingKey, messageId, delivery.BasicProperties.Headers);
         if (string.IsNullOrEmpty(messageId))
         {
             await DeadLetterAsync(channel, delivery, "the message has no MessageId, which exactly-once processing needs; it was not processed").ConfigureAwait(false);
@@ -237,6 +238,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         }
         catch (Exception ex)
         {
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
             var failures = failedBefore + 1;
             if (failures >= _options.DeliveryLimit)
             {
