@@ -119,7 +119,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
 
     private static string Queue(MessagingWorld world) => world.Queue + "-typed";
 
-    /// <summary>A host with one typed consumer that declares its own exchange and queue; returns once the queue exists.</summary>
+    /// <summary>A host with one typed consumer that declares its own exchange and queue; returns once it consumes.</summary>
     private static async Task<IHost> StartAsync(MessagingWorld world, Probe probe, Action<TwoPCConsumerOptions>? configure = null)
     {
         var builder = Host.CreateApplicationBuilder();
@@ -136,7 +136,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         });
         var host = builder.Build();
         await host.StartAsync();
-        await Eventually.TrueAsync(async () => await QueueExistsAsync(world, Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => await ConsumingAsync(world, Queue(world)), TimeSpan.FromSeconds(30));
         return host;
     }
 
@@ -159,13 +159,13 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         return effects;
     }
 
-    private static async Task<bool> QueueExistsAsync(MessagingWorld world, string queue)
+    /// <summary>Whether the queue has a consumer: its topology (exchange, queue, binding) is declared before consuming starts.</summary>
+    private static async Task<bool> ConsumingAsync(MessagingWorld world, string queue)
     {
         try
         {
             await using var channel = await world.Connection.CreateChannelAsync();
-            await channel.QueueDeclarePassiveAsync(queue);
-            return true;
+            return await channel.ConsumerCountAsync(queue) > 0;
         }
         catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
         {
