@@ -216,6 +216,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         }
 
         _logger.ConsumerStarted(_options.Queue, _consumer);
+        _options.OnConsuming?.Invoke();
     }
 
     private async Task OnReceivedAsync(IChannel channel, BasicDeliverEventArgs delivery)

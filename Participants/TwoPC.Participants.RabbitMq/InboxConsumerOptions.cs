@@ -50,6 +50,12 @@ public sealed class InboxConsumerOptions
     /// </summary>
     public TimeSpan RedeliveryDelay { get; set; }
 
+    /// <summary>
+    /// Called each time consuming starts on a connection (the first time, and again after every reconnect), once the
+    /// topology is declared and the broker has registered the consumer: a readiness signal. It must not throw.
+    /// </summary>
+    public Action? OnConsuming { get; set; }
+
     /// <summary>Declares the consumer's topology on every (re)connection before consuming (the typed consumers' topology options).</summary>
     internal Func<RabbitMQ.Client.IChannel, CancellationToken, Task>? DeclareTopology { get; set; }
 
