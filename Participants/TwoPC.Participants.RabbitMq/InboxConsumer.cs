@@ -21,8 +21,11 @@ namespace TwoPC.Participants.RabbitMq;
 /// that the inbox absorbs.
 /// </summary>
 /// <remarks>
-/// A message whose handler fails is requeued and, after <see cref="InboxConsumerOptions.DeliveryLimit"/>
-/// failures, dead-lettered. A database that cannot be reached is not the message's fault: the delivery is
+/// A message whose handler fails is requeued (after <see cref="InboxConsumerOptions.RedeliveryDelay"/>) and, after
+/// <see cref="InboxConsumerOptions.DeliveryLimit"/> failures, dead-lettered; one whose handler throws
+/// <see cref="PoisonMessageException"/> is dead-lettered at once. Each delivery is handled in a span continuing the
+/// publisher's trace (see <see cref="RabbitMqBranch.Publish(OutgoingMessage)"/>). For typed handlers with JSON bodies
+/// and a DI scope per message, see <see cref="TwoPCConsumerServiceCollectionExtensions.AddTwoPCConsumer{TMessage, THandler}"/>. A database that cannot be reached is not the message's fault: the delivery is
 /// held (so the consumer stops taking new work) and retried with backoff until the database answers.
 /// </remarks>
 public sealed partial class InboxConsumer : IAsyncDisposable
