@@ -74,8 +74,13 @@ public sealed class AddTwoPCInstrumentationTests
         listener.Start();
         var options = new TransactionCoordinatorOptions { NodeId = "advice" };
         await using var coordinator = new TransactionCoordinator(options, new InMemoryTransactionLog());
+        var directory = Directory.CreateTempSubdirectory("twopc-otel-");
+        await using (var wal = new TwoPC.Wal.FileTransactionLog(new TwoPC.Wal.FileTransactionLogOptions { Directory = directory.FullName }))
+        {
+        }
 
-        foreach (var name in new[] { "twopc.prepare.duration", "twopc.decision.duration", "twopc.phase2.duration", "twopc.transaction.duration" })
+        directory.Delete(recursive: true);
+        foreach (var name in new[] { "twopc.prepare.duration", "twopc.decision.duration", "twopc.phase2.duration", "twopc.transaction.duration", "twopc.wal.flush.duration" })
         {
             Assert.True(advised.TryGetValue(name, out var bounds), name);
             Assert.InRange(bounds.Count, 5, 30);
