@@ -115,6 +115,36 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         Assert.Equal([1, 2], probe.Calls.Select(c => c.Attempt));
     }
 
+    [Fact]
+    public async Task A_failed_delivery_is_redelivered_no_sooner_than_the_redelivery_delay()
+    {
+        await using var world = await MessagingWorld.CreateAsync(fixture);
+        var stamps = new ConcurrentQueue<long>();
+        var calls = 0;
+        var probe = new Probe
+        {
+            Fail = _ =>
+            {
+                stamps.Enqueue(System.Diagnostics.Stopwatch.GetTimestamp());
+                return Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("not yet") : null;
+            },
+        };
+        using var host = await StartAsync(world, probe, o =>
+        {
+            o.RetryAttempts = 0;
+            o.Inbox.RedeliveryDelay = TimeSpan.FromSeconds(1);
+        });
+
+        await PublishAsync(world, "m-held", """{"orderId":"o-3","quantity":1}""");
+
+        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 1, TimeSpan.FromSeconds(30));
+        await host.StopAsync();
+        // A lower bound only (a delay is never shorter than asked); without the delay the redelivery comes in milliseconds.
+        var (first, second) = (stamps.ElementAt(0), stamps.ElementAt(1));
+        Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(first, second) >= TimeSpan.FromSeconds(1), $"redelivered after {System.Diagnostics.Stopwatch.GetElapsedTime(first, second)}");
+        Assert.Equal(["m-held:o-3x1"], await EffectsAsync(world));
+    }
+
     private static string Exchange(MessagingWorld world) => world.Exchange + "-typed";
 
     private static string Queue(MessagingWorld world) => world.Queue + "-typed";
