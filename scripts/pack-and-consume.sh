@@ -2,7 +2,8 @@
 # Packs every packable project of TwoPC.sln to a throw-away local feed, then uses the packages the way a user would:
 # a fresh `dotnet new console` app references TwoPC.Hosting, TwoPC.Participants.PostgreSql, TwoPC.Participants.RabbitMq
 # and TwoPC.Client from that feed (PackageReference, never ProjectReference), builds and runs code on their public API;
-# the two tools (TwoPC.Cli -> twopc, TwoPC.Coordinator.Server -> twopc-server) are installed from the feed and run.
+# the two tools (TwoPC.Cli -> twopc, TwoPC.Coordinator.Server -> twopc-server) are installed from the feed and run;
+# a second app runs a coordinator on the testing package's InMemoryTransactionLog.
 # Exits non-zero on the first failure, so packaging cannot silently break. Run by .ci/run; about 1-3 minutes.
 #
 #   bash scripts/pack-and-consume.sh            # keeps nothing
@@ -132,4 +133,50 @@ if [ "$healthy" -ne 1 ]; then
 fi
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 echo "pack-and-consume: twopc-server started from the tool and reported Healthy"
+
+# 4. The testing package as a user's test project gets it: a fresh app on TwoPC.TestServers from the feed (which brings
+# TwoPC.Core) runs a coordinator on the shipped InMemoryTransactionLog, restarts it on the same instance, and checks the
+# epoch moved on. No servers are started here: the PostgreSQL/RabbitMQ types only have to resolve.
+testing=$work/testing-consumer
+mkdir -p "$testing"
+cp "$app/nuget.config" "$testing/nuget.config"
+(cd "$testing" && dotnet new console -n TestingConsumer -o . --framework net10.0 >/dev/null) || fail "dotnet new console (testing) failed"
+(cd "$testing" && dotnet add TestingConsumer.csproj package TwoPC.TestServers --version "$version" --no-restore >/dev/null) \
+  || fail "dotnet add package TwoPC.TestServers $version failed"
+cat > "$testing/Program.cs" <<'EOF'
+// Built only from the TwoPC.TestServers package (and TwoPC.Core, which it brings).
+using TwoPC.Protocol;
+using TwoPC.Testing;
+using TwoPC.TestServers;
+using TwoPC.Transactions;
+
+var log = new InMemoryTransactionLog();
+var options = new TransactionCoordinatorOptions { NodeId = "testing-1" };
+await using (var coordinator = new TransactionCoordinator(options, log))
+{
+    await coordinator.StartAsync();
+    await using var tx = coordinator.Begin();
+    var outcome = await tx.CommitAsync();
+    if (outcome.Kind != OutcomeKind.Committed)
+    {
+        throw new InvalidOperationException("expected Committed, got " + outcome);
+    }
+}
+
+await using (var restarted = new TransactionCoordinator(options, log))
+{
+    await restarted.StartAsync();
+}
+
+if (log.Epoch != 2)
+{
+    throw new InvalidOperationException($"expected epoch 2 after a restart on the same in-memory log, got {log.Epoch}");
+}
+
+Console.WriteLine($"testing consumer: InMemoryTransactionLog epoch {log.Epoch}; {typeof(PostgresServer).Name} and {typeof(RabbitMqServer).Name} resolved");
+EOF
+(cd "$testing" && dotnet build TestingConsumer.csproj -c Release -v quiet -nologo) || fail "the testing consumer does not build against TwoPC.TestServers"
+(cd "$testing" && dotnet bin/Release/net10.0/TestingConsumer.dll) || fail "the testing consumer does not run"
+[ -f "$NUGET_PACKAGES/twopc.testservers/$version/README.md" ] || fail "TwoPC.TestServers $version was not restored from the feed with its README.md"
+echo "pack-and-consume: the testing package's InMemoryTransactionLog ran a coordinator from the feed"
 echo "pack-and-consume: ok ($version)"

@@ -1,11 +1,12 @@
 namespace TwoPC.Client;
 
 // The coordinator's HTTP/JSON contract (camelCase JSON). The server and the clients share these types,
-// so the two sides cannot drift apart.
+// so the two sides cannot drift apart. Request bodies are internal: only this client builds them and only the
+// server (which ships with this same assembly, InternalsVisibleTo) reads them; users call the client's methods.
 
 /// <summary>Body of <c>POST /transactions</c>.</summary>
 /// <param name="TimeoutSeconds">The transaction's timeout, or the coordinator's default.</param>
-public sealed record BeginTransactionRequest(double? TimeoutSeconds);
+internal sealed record BeginTransactionRequest(double? TimeoutSeconds);
 
 /// <summary>A transaction just begun.</summary>
 /// <param name="Id">The global transaction id.</param>
@@ -15,7 +16,7 @@ public sealed record BeginTransactionResponse(string Id, DateTimeOffset Deadline
 /// <summary>Body of <c>POST /transactions/{id}/branches</c>.</summary>
 /// <param name="ResourceManager">The participant's stable name (1-64 printable characters).</param>
 /// <param name="CallbackUrl">The participant's base URL; the coordinator POSTs <c>/prepare</c>, <c>/commit</c> and <c>/rollback</c> under it.</param>
-public sealed record RegisterBranchRequest(string? ResourceManager, string? CallbackUrl);
+internal sealed record RegisterBranchRequest(string? ResourceManager, string? CallbackUrl);
 
 /// <summary>A remote branch just enlisted.</summary>
 /// <param name="Xid">The branch's XID: the participant prepares under this name.</param>
@@ -56,7 +57,7 @@ public sealed record CoordinatorInfoDto(string NodeId, ulong Epoch);
 /// <summary>Body of <c>POST /admin/branches/{xid}/commit</c> and <c>/rollback</c>.</summary>
 /// <param name="ResourceManager">The registered name of the branch's resource manager.</param>
 /// <param name="Override">Commit only: commit a branch of this coordinator's transaction even though it has no record of it (contradicts presumed abort). Ignored by rollback.</param>
-public sealed record ForceBranchRequest(string? ResourceManager, bool Override = false);
+internal sealed record ForceBranchRequest(string? ResourceManager, bool Override = false);
 
 /// <summary>A branch waiting in doubt (<c>GET /admin/in-doubt</c>).</summary>
 /// <param name="TransactionId">The global transaction id inside the XID, when it is a TwoPC XID.</param>

@@ -8,7 +8,7 @@ namespace TwoPC.Client;
 /// <param name="Body">The message body, any JSON value (published as <c>application/json</c>).</param>
 /// <param name="Type">The message's type property, for example <c>OrderPlaced</c>.</param>
 /// <param name="Headers">Application headers.</param>
-public sealed record PublishMessageRequest(string? Exchange, string? RoutingKey, JsonElement? Body, string? Type = null, IReadOnlyDictionary<string, string>? Headers = null);
+internal sealed record PublishMessageRequest(string? Exchange, string? RoutingKey, JsonElement? Body, string? Type = null, IReadOnlyDictionary<string, string>? Headers = null);
 
 /// <summary>A message staged on the transaction's publishing branch.</summary>
 /// <param name="Xid">The publishing branch.</param>

@@ -158,14 +158,17 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     }
 
     /// <summary>
-    /// Enlists a new branch of this database in <paramref name="transaction"/>: opens a connection, begins a
-    /// transaction, and bounds its lock waits by the transaction's deadline. Do the branch's work on
+    /// Enlists a new branch of this database in <paramref name="transaction"/>: opens a connection and begins a
+    /// transaction (Npgsql sends the <c>BEGIN</c> with the first statement: no round trip yet). Its lock waits end at
+    /// the transaction's deadline, when the coordinator's timeout reaper rolls it back (see
+    /// <see cref="PostgresResourceManagerOptions.BoundLockWaitsByDeadline"/>). Do the branch's work on
     /// <see cref="PostgresBranch.Connection"/> (Dapper works on it directly).
     /// </summary>
     public ValueTask<PostgresBranch> EnlistAsync(GlobalTransaction transaction, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        return transaction.EnlistAsync((xid, ct) => BeginBranchAsync(xid, transaction.Deadline, ct), cancellationToken);
+        var setLocal = Options.BoundLockWaitsByDeadline ?? false;
+        return transaction.EnlistAsync((xid, ct) => BeginAsync(xid, transaction.Deadline, setLocal, ct), cancellationToken);
     }
 
     /// <summary>
@@ -175,10 +178,16 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// with <see cref="CommitAsync"/> or <see cref="RollbackAsync"/> by XID.
     /// </summary>
     /// <exception cref="ArgumentException">The XID cannot be a PostgreSQL gid.</exception>
-    public async ValueTask<PostgresBranch> BeginBranchAsync(Xid xid, DateTimeOffset deadline, CancellationToken cancellationToken = default)
+    public ValueTask<PostgresBranch> BeginBranchAsync(Xid xid, DateTimeOffset deadline, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(xid);
 
+        // No coordinator in this process ends a lock wait at the deadline, so the branch bounds its own.
+        return BeginAsync(xid, deadline, Options.BoundLockWaitsByDeadline ?? true, cancellationToken);
+    }
+
+    private async ValueTask<PostgresBranch> BeginAsync(Xid xid, DateTimeOffset deadline, bool setLocal, CancellationToken cancellationToken)
+    {
         // Validate before any work: a branch whose gid could not be prepared must not exist.
         _ = PostgresGid.Literal(xid);
         await EnsureReadyAsync(cancellationToken).ConfigureAwait(false);
@@ -186,7 +195,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         try
         {
             var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            if (Options.BoundLockWaitsByDeadline)
+            if (setLocal)
             {
                 // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
                 // little longer so the two timers never fire together.

@@ -11,10 +11,20 @@ public sealed class PostgresResourceManagerOptions
     public string MarkerSchema { get; set; } = "twopc";
 
     /// <summary>
-    /// Bound every lock wait and statement of a branch by the time left until the global transaction's
-    /// deadline (<c>SET LOCAL lock_timeout</c> / <c>statement_timeout</c>), so a distributed deadlock — two global
-    /// transactions waiting on each other across databases, invisible to PostgreSQL's deadlock detector — ends
-    /// with one side voting no. Default true.
+    /// Whether a branch bounds its lock waits and statements with <c>SET LOCAL lock_timeout</c> / <c>statement_timeout</c>
+    /// set to the time left until the global transaction's deadline — one extra round trip per branch. Some bound is
+    /// always needed: a distributed deadlock (two global transactions waiting on each other across databases) is invisible
+    /// to PostgreSQL's deadlock detector.
+    /// <list type="bullet">
+    /// <item><see langword="null"/> (default): only where no coordinator runs in this process
+    /// (<see cref="PostgresResourceManager.BeginBranchAsync"/>, a remote participant). A branch from
+    /// <see cref="PostgresResourceManager.EnlistAsync"/> is bounded by the coordinator's timeout reaper instead, at no cost:
+    /// at the deadline it rolls the transaction back and ends a session still busy in a statement with
+    /// <c>pg_terminate_backend</c>, so the statement fails and the locks are released.</item>
+    /// <item><see langword="true"/>: every branch (a lock wait then fails cleanly with 55P03 and the pooled connection
+    /// survives, at one round trip per branch).</item>
+    /// <item><see langword="false"/>: never (a remote participant then relies on the coordinator's rollback callback).</item>
+    /// </list>
     /// </summary>
-    public bool BoundLockWaitsByDeadline { get; set; } = true;
+    public bool? BoundLockWaitsByDeadline { get; set; }
 }

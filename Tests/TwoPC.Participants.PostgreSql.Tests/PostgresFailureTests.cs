@@ -16,7 +16,8 @@ public sealed class PostgresFailureTests(PostgresFixture fixture)
 
         // T1 locks A.1 then wants B.1; T2 locks B.1 then wants A.1: a cycle across two databases that
         // PostgreSQL's deadlock detector cannot see. The branches' lock waits are bounded by each
-        // transaction's deadline, so T1 (shorter deadline) gives up and T2 goes through.
+        // transaction's deadline (the coordinator's reaper ends T1's session), so T1 (shorter deadline) gives up
+        // and T2 goes through.
         var t1 = coordinator.Begin(TimeSpan.FromSeconds(2));
         var t2 = coordinator.Begin(TimeSpan.FromSeconds(20));
         var t1a = await db.RmA.EnlistAsync(t1);
@@ -34,8 +35,9 @@ public sealed class PostgresFailureTests(PostgresFixture fixture)
             }
             catch (Exception ex) when (ex is Npgsql.NpgsqlException or InvalidOperationException or ArgumentException)
             {
-                // lock_timeout (55P03): the branch is aborted and will vote no. (Npgsql has been seen to surface
-                // a timeout racing the statement as an internal error instead; the branch fails either way.)
+                // The reaper terminated the session (57P01; 55P03 with SET LOCAL timeouts): the branch is aborted and
+                // will vote no. (Npgsql has been seen to surface a race with the statement as an internal error
+                // instead; the branch fails either way.)
             }
 
             return await t1.CommitAsync();
@@ -59,9 +61,9 @@ public sealed class PostgresFailureTests(PostgresFixture fixture)
     [Fact]
     public async Task The_timeout_reaper_ends_a_branch_whose_statement_is_still_waiting_on_a_lock()
     {
-        // Lock waits unbounded on purpose: only the coordinator's deadline can end T1's wait, and it must do so
-        // without using the connection the application's statement is running on.
-        await using var db = await TwoDatabases.CreateAsync(fixture, new PostgresResourceManagerOptions { BoundLockWaitsByDeadline = false });
+        // No SET LOCAL timeouts (the default for enlisted branches): only the coordinator's deadline can end T1's wait,
+        // and it must do so without using the connection the application's statement is running on.
+        await using var db = await TwoDatabases.CreateAsync(fixture);
         var coordinator = await db.StartCoordinatorAsync(o => o.DefaultTimeout = TimeSpan.FromSeconds(4));
         var holder = coordinator.Begin(TimeSpan.FromSeconds(30));
         var held = await db.RmB.EnlistAsync(holder);

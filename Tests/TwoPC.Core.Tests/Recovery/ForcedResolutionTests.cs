@@ -28,6 +28,7 @@ public sealed class ForcedResolutionTests
         b.AddPrepared(xb);
         await log.OpenAsync(default);
         await log.LogCommitDecisionAsync(new CommitDecision(id, time.GetUtcNow(), [new LoggedBranch("a", xa, "ra"u8.ToArray()), new LoggedBranch("b", xb, default)]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
 
         var coordinator = await StartWithClockAsync(Options(), log, time, a, b);
         await WaitUntilAsync(() => b.States[xb] == TestBranchState.Committed && a.Calls.Any(c => c.StartsWith("commit", StringComparison.Ordinal)));
@@ -233,6 +234,7 @@ public sealed class ForcedResolutionTests
         b.AddPrepared(xb);
         await log.OpenAsync(default);
         await log.LogCommitDecisionAsync(new CommitDecision(id, time.GetUtcNow(), [new LoggedBranch("a", xa, "ra"u8.ToArray()), new LoggedBranch("b", xb, default)]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
 
         var coordinator = await StartWithClockAsync(Options(), log, time, a, b);
         await WaitUntilAsync(() => b.States[xb] == TestBranchState.Committed && a.Calls.Any(c => c.StartsWith("commit", StringComparison.Ordinal)));
@@ -262,6 +264,7 @@ public sealed class ForcedResolutionTests
         a.AddPrepared(xa);
         await log.OpenAsync(default);
         await log.LogHeuristicAsync(new HeuristicRecord(id, DateTimeOffset.UnixEpoch, OutcomeKind.HeuristicHazard, "the commit callback failed", [new HeuristicBranch("a", xa, null, "http://participant/twopc"u8.ToArray())]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
         await using var coordinator = await StartAsync(log, a);
 
         var rollback = await coordinator.ForceRollbackBranchAsync("a", xa);
@@ -327,6 +330,7 @@ public sealed class ForcedResolutionTests
         remote.AddPrepared(xr);
         await log.OpenAsync(default);
         await log.LogCommitDecisionAsync(new CommitDecision(id, DateTimeOffset.UtcNow, [new LoggedBranch("a", xa, default), new LoggedBranch("remote-7", xr, "http://callback"u8.ToArray())]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
         var asked = new List<string>();
 
         var coordinator = new TransactionCoordinator(Options(), log, [a])

@@ -25,6 +25,7 @@ public sealed class RecoveryTests
         b.AddPrepared(xb);
         await log.OpenAsync(default);
         await log.LogCommitDecisionAsync(new CommitDecision(id, DateTimeOffset.UtcNow, [new LoggedBranch("a", xa, "ra"u8.ToArray()), new LoggedBranch("b", xb, default)]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
 
         await using var coordinator = await StartAsync(log, a, b);
         Assert.Equal(TransactionState.Committed, await WaitForEndAsync(coordinator, id));
@@ -47,6 +48,7 @@ public sealed class RecoveryTests
         late.AddPrepared(Xid.ForBranch(id, 2));
         await log.OpenAsync(default);
         await log.LogCommitDecisionAsync(new CommitDecision(id, DateTimeOffset.UtcNow, [new LoggedBranch("a", Xid.ForBranch(id, 1), default), new LoggedBranch("late", Xid.ForBranch(id, 2), default)]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
 
         await using var coordinator = await StartAsync(log, a);
         await Task.Delay(100);
