@@ -10,7 +10,7 @@ using TwoPC.Testing;
 
 namespace TwoPC.OpenTelemetry.Tests;
 
-/// <summary>The README's OpenTelemetry block, compiled and run in a Generic Host (meters created through IMeterFactory).</summary>
+/// <summary>The README's OpenTelemetry block (Samples/TwoPC.Samples.Readme) run in a Generic Host (meters created through IMeterFactory).</summary>
 // One at a time: a provider collects every TwoPC source and meter in the process, also another test's.
 [Collection("telemetry")]
 public sealed class ReadmeHostTests
@@ -22,10 +22,8 @@ public sealed class ReadmeHostTests
         var metrics = new List<MetricSnapshot>();
         var builder = Host.CreateApplicationBuilder();
 
-        // README.md, "### OpenTelemetry" (copied verbatim):
-        builder.Services.AddOpenTelemetry()
-            .WithTracing(tracing => tracing.AddTwoPCInstrumentation())
-            .WithMetrics(metrics => metrics.AddTwoPCInstrumentation());
+        // The README's block (region OpenTelemetrySnippets.cs#readme).
+        TwoPC.Samples.Readme.OpenTelemetrySnippets.Configure(builder);
 
         builder.Services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(spans));
         builder.Services.ConfigureOpenTelemetryMeterProvider(metering => metering.AddInMemoryExporter(metrics));

@@ -3,26 +3,15 @@ using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Npgsql;
 using RabbitMQ.Client;
 using TwoPC.Participants.RabbitMq.Tests.Infrastructure;
+using TwoPC.Samples.Readme;
+using static TwoPC.Samples.Readme.ConsumerSnippets;
 using TwoPC.Testing;
 
 namespace TwoPC.Participants.RabbitMq.Tests.Consumers.Readme;
 
-// README.md, "### RabbitMQ: publish on commit, exactly-once effects on consume" (copied verbatim from here):
-public sealed record OrderPlaced(string OrderId, string Sku, int Quantity);
-
-public sealed class OrderPlacedHandler : IMessageHandler<OrderPlaced>
-{
-    // Runs inside the inbox transaction: it commits, and the message is acknowledged, only if this returns.
-    public Task HandleAsync(OrderPlaced message, InboxContext context, CancellationToken cancellationToken) =>
-        context.Connection.ExecuteAsync(new CommandDefinition(
-            "INSERT INTO shipments (order_id, sku, quantity) VALUES (@OrderId, @Sku, @Quantity)",
-            message, context.Transaction, cancellationToken: cancellationToken));
-}
-
-/// <summary>The README's typed consumer, compiled and run against a real broker and database.</summary>
+/// <summary>The README's typed consumer (Samples/TwoPC.Samples.Readme/ConsumerSnippets.cs) run against a real broker and database.</summary>
 [Collection("rabbitmq")]
 public sealed class ReadmeTypedConsumerTests(RabbitMqFixture fixture)
 {
@@ -40,14 +29,8 @@ public sealed class ReadmeTypedConsumerTests(RabbitMqFixture fixture)
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
 
-        // README block (registration), verbatim:
-        builder.Services.AddSingleton(NpgsqlDataSource.Create(connectionString));   // the inbox database
-        builder.Services.AddTwoPCConsumer<OrderPlaced, OrderPlacedHandler>("shipping.order-placed", consumer =>
-        {
-            consumer.ConnectionFactory = new ConnectionFactory { Uri = brokerUri };
-            consumer.Exchange = "orders";   // declares the exchange, a quorum queue bound to it, dead-lettering
-            consumer.RoutingKeys.Add("order.placed");
-        });
+        // The README's registration (region ConsumerSnippets.cs#registration; the handler is region #handler).
+        ConsumerSnippets.Register(builder, connectionString, brokerUri);
 
         using var host = builder.Build();
         await host.StartAsync();
