@@ -31,7 +31,7 @@ echo "pack-and-consume: dotnet pack TwoPC.sln -c Release -o $feed"
 dotnet pack TwoPC.sln -c Release -o "$feed" -v quiet -nologo || fail "dotnet pack failed"
 
 expected="TwoPC.Core TwoPC.Hosting TwoPC.Client TwoPC.Cli TwoPC.Coordinator.Server TwoPC.Participants.PostgreSql
-TwoPC.Participants.RabbitMq TwoPC.Participants.Remote TwoPC.TestServers TwoPC.Verify"
+TwoPC.Participants.RabbitMq TwoPC.Participants.Remote TwoPC.TestServers TwoPC.Verify TwoPC.OpenTelemetry"
 expected="$expected TwoPC.Participants.PostgreSql.EntityFrameworkCore"
 version=""
 for id in $expected; do

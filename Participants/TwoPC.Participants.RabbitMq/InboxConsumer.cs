@@ -21,8 +21,11 @@ namespace TwoPC.Participants.RabbitMq;
 /// that the inbox absorbs.
 /// </summary>
 /// <remarks>
-/// A message whose handler fails is requeued and, after <see cref="InboxConsumerOptions.DeliveryLimit"/>
-/// failures, dead-lettered. A database that cannot be reached is not the message's fault: the delivery is
+/// A message whose handler fails is requeued (after <see cref="InboxConsumerOptions.RedeliveryDelay"/>) and, after
+/// <see cref="InboxConsumerOptions.DeliveryLimit"/> failures, dead-lettered; one whose handler throws
+/// <see cref="PoisonMessageException"/> is dead-lettered at once. Each delivery is handled in a span continuing the
+/// publisher's trace (see <see cref="RabbitMqBranch.Publish(OutgoingMessage)"/>). For typed handlers with JSON bodies
+/// and a DI scope per message, see <see cref="TwoPCConsumerServiceCollectionExtensions.AddTwoPCConsumer{TMessage, THandler}"/>. A database that cannot be reached is not the message's fault: the delivery is
 /// held (so the consumer stops taking new work) and retried with backoff until the database answers.
 /// </remarks>
 public sealed partial class InboxConsumer : IAsyncDisposable
@@ -171,6 +174,15 @@ public sealed partial class InboxConsumer : IAsyncDisposable
             _inboxCreated = true;
         }
 
+        if (_options.DeclareTopology is { } declare)
+        {
+            var setup = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using (setup.ConfigureAwait(false))
+            {
+                await declare(setup, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         var deadLetterChannel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), cancellationToken).ConfigureAwait(false);
         var channel = await connection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: _options.Concurrency), cancellationToken).ConfigureAwait(false);
         try
@@ -207,11 +219,13 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         }
 
         _logger.ConsumerStarted(_options.Queue, _consumer);
+        _options.OnConsuming?.Invoke();
     }
 
     private async Task OnReceivedAsync(IChannel channel, BasicDeliverEventArgs delivery)
     {
         var messageId = delivery.BasicProperties.MessageId;
+        using var activity = MessageTracing.StartProcess(_options.Queue, delivery.Exchange, delivery.RoutingKey, messageId, delivery.BasicProperties.Headers);
         if (string.IsNullOrEmpty(messageId))
         {
             await DeadLetterAsync(channel, delivery, "the message has no MessageId, which exactly-once processing needs; it was not processed").ConfigureAwait(false);
@@ -235,8 +249,17 @@ public sealed partial class InboxConsumer : IAsyncDisposable
             await NackQuietlyAsync(channel, delivery).ConfigureAwait(false);
             return;
         }
+        catch (PoisonMessageException poison)
+        {
+            // It can never succeed: dead-lettered now, whatever the delivery limit.
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, poison.Message);
+            _failures.TryRemove(messageId, out _);
+            await DeadLetterAsync(channel, delivery, "poison message: " + poison.Message).ConfigureAwait(false);
+            return;
+        }
         catch (Exception ex)
         {
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
             var failures = failedBefore + 1;
             if (failures >= _options.DeliveryLimit)
             {
@@ -254,7 +277,7 @@ public sealed partial class InboxConsumer : IAsyncDisposable
 
                 _failures[messageId] = failures;
                 _logger.HandlerFailed(ex, messageId, _options.Queue, failures);
-                await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true).ConfigureAwait(false);
+                await RequeueAsync(channel, delivery).ConfigureAwait(false);
             }
 
             return;
@@ -272,63 +295,6 @@ public sealed partial class InboxConsumer : IAsyncDisposable
         {
             _logger.Duplicate(messageId, _options.Queue);
         }
-    }
-
-    private static async Task NackQuietlyAsync(IChannel channel, BasicDeliverEventArgs delivery)
-    {
-        try
-        {
-            await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException)
-        {
-            // The channel closed: the broker requeues its unacknowledged messages anyway.
-        }
-    }
-
-    private async Task DeadLetterAsync(IChannel channel, BasicDeliverEventArgs delivery, string reason)
-    {
-        var headers = delivery.BasicProperties.Headers is { } original ? new Dictionary<string, object?>(original, StringComparer.Ordinal) : new Dictionary<string, object?>(StringComparer.Ordinal);
-        headers[DeadLetterReasonHeader] = Encoding.UTF8.GetBytes(reason);
-        headers["x-twopc-original-queue"] = Encoding.UTF8.GetBytes(_options.Queue);
-        var properties = new BasicProperties
-        {
-            Persistent = true,
-            MessageId = delivery.BasicProperties.MessageId,
-            Type = delivery.BasicProperties.Type,
-            ContentType = delivery.BasicProperties.ContentType,
-            Headers = headers,
-        };
-        try
-        {
-            await _deadLetterChannel!.BasicPublishAsync(RabbitMqTopology.DeadLetterExchange, _options.Queue, mandatory: true, properties, delivery.Body).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            // Not parked, so not acknowledged either: the broker keeps it and redelivers it.
-            _logger.DeadLetterFailed(ex, delivery.BasicProperties.MessageId ?? "(none)", _options.Queue);
-            await NackQuietlyAsync(channel, delivery).ConfigureAwait(false);
-            return;
-        }
-
-        _logger.DeadLettered(delivery.BasicProperties.MessageId ?? "(none)", _options.Queue, reason);
-        await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false).ConfigureAwait(false);
-    }
-
-    private static Dictionary<string, string> Headers(IDictionary<string, object?>? headers)
-    {
-        var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, value) in headers ?? new Dictionary<string, object?>())
-        {
-            result[name] = value switch
-            {
-                byte[] bytes => Encoding.UTF8.GetString(bytes),
-                null => string.Empty,
-                _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty,
-            };
-        }
-
-        return result;
     }
 
     /// <summary>Stops consuming (in-flight handlers finish) and closes the channels.</summary>

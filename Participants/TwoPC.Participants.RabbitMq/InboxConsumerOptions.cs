@@ -43,6 +43,22 @@ public sealed class InboxConsumerOptions
     /// </summary>
     public TimeSpan DatabaseRetryMaxDelay { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a delivery whose handler failed (below <see cref="DeliveryLimit"/>) is held before it is requeued: a
+    /// delayed redelivery, so a failure that needs time to clear (a lock, a service restarting) gets it. The held
+    /// delivery keeps its prefetch slot meanwhile. Default zero (requeued at once).
+    /// </summary>
+    public TimeSpan RedeliveryDelay { get; set; }
+
+    /// <summary>
+    /// Called each time consuming starts on a connection (the first time, and again after every reconnect), once the
+    /// topology is declared and the broker has registered the consumer: a readiness signal. It must not throw.
+    /// </summary>
+    public Action? OnConsuming { get; set; }
+
+    /// <summary>Declares the consumer's topology on every (re)connection before consuming (the typed consumers' topology options).</summary>
+    internal Func<RabbitMQ.Client.IChannel, CancellationToken, Task>? DeclareTopology { get; set; }
+
     /// <summary>Test hook between the database commit and the ack (the crash tests kill the consumer there).</summary>
     internal Func<InboxMessage, ValueTask>? AfterCommit { get; set; }
 }

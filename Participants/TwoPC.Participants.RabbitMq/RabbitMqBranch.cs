@@ -40,7 +40,11 @@ public sealed class RabbitMqBranch : ITransactionBranch
         }
     }
 
-    /// <summary>Stages a message to publish when the global transaction commits.</summary>
+    /// <summary>
+    /// Stages a message to publish when the global transaction commits. When an activity is current, its W3C trace
+    /// context (<c>traceparent</c>, <c>tracestate</c>) is added to the message's headers unless they hold a
+    /// <c>traceparent</c> already; the inbox consumer continues that trace.
+    /// </summary>
     /// <exception cref="ArgumentException">The message cannot be published as AMQP (see <see cref="OutgoingMessage.FindProblem"/>), e.g. a routing key over 255 bytes of UTF-8; nothing was staged.</exception>
     /// <exception cref="InvalidOperationException">The branch is already preparing or finished.</exception>
     public void Publish(OutgoingMessage message)
@@ -51,6 +55,8 @@ public sealed class RabbitMqBranch : ITransactionBranch
             throw new ArgumentException($"The message cannot be published: {problem}.", nameof(message));
         }
 
+        // The trace context of the code that staged it travels in its headers (and in the logged decision).
+        message = MessageTracing.WithTraceContext(message);
         lock (_gate)
         {
             if (_closed)

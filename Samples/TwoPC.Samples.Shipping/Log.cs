@@ -12,7 +12,4 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 8201, Level = LogLevel.Information, Message = "Order {OrderId}: shipment of {Quantity} x {Sku} to {CustomerId} recorded (message {MessageId})")]
     public static partial void Shipped(this ILogger logger, string orderId, int quantity, string sku, string customerId, string messageId);
-
-    [LoggerMessage(EventId = 8202, Level = LogLevel.Warning, Message = "RabbitMQ at {Host} not reachable yet (or its topology could not be declared); retrying in {Delay}")]
-    public static partial void BrokerNotReady(this ILogger logger, Exception exception, string host, TimeSpan delay);
 }

@@ -1,25 +1,25 @@
-using System.Text.Json;
 using Dapper;
 using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Npgsql;
+using RabbitMQ.Client;
 using TwoPC.Participants.RabbitMq;
 
 namespace TwoPC.Samples.Shipping;
 
 /// <summary>
 /// The shipping service: declares exchange <c>orders</c> (topic) and the quorum queue <c>shipping.order-placed</c>
-/// bound with <c>order.placed</c>, and consumes it with <see cref="InboxConsumer"/>: each <see cref="OrderPlaced"/>
-/// inserts one <c>shipments</c> row in the same PostgreSQL transaction as its inbox row, and is acknowledged only
-/// after that commit — a redelivered message (same MessageId) changes nothing.
-/// The broker may be down at start: consuming begins once it answers (<see cref="ShippingConsumer"/>).
+/// bound with <c>order.placed</c>, and consumes it with a typed consumer (<c>AddTwoPCConsumer</c>): each
+/// <see cref="OrderPlaced"/> inserts one <c>shipments</c> row (<see cref="RecordShipment"/>) in the same PostgreSQL
+/// transaction as its inbox row, and is acknowledged only after that commit — a redelivered message (same MessageId)
+/// changes nothing. The broker may be down at start: the consumer's connection is retried, and consuming begins once
+/// it answers (prints <c>ready {address}</c>).
 /// <c>GET /shipments/{orderId}</c>, <c>GET /health</c> (503 until consuming). Settings: <c>ConnectionStrings:Shipping</c>, <c>RabbitMq:Uri</c>, <c>Urls</c>.
 /// </summary>
 public static class ShippingService
 {
     /// <summary>The queue consumed.</summary>
     public const string Queue = "shipping.order-placed";
-
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>Creates the database and schema if needed and builds the application (consuming starts with the host).</summary>
     public static async Task<WebApplication> BuildAsync(string[] args, CancellationToken cancellationToken = default)
@@ -49,20 +49,31 @@ public static class ShippingService
 
         builder.Services.AddSingleton(_ => dataSource);
         // Consuming starts in the background: a broker that is down now is retried, the service runs meanwhile.
-        builder.Services.AddSingleton(sp =>
+        var status = new ShippingStatus();
+        Action? ready = null;
+        builder.Services.AddTwoPCConsumer<OrderPlaced, RecordShipment>(Queue, consumer =>
         {
-            var log = sp.GetRequiredService<ILoggerFactory>().CreateLogger(Log.Category);
-            return new ShippingConsumer(
-                brokerUri,
-                sp.GetRequiredService<NpgsqlDataSource>(),
-                (message, db, transaction, token) => RecordShipmentAsync(message, db, transaction, log, token),
-                sp.GetRequiredService<IServer>(),
-                sp.GetRequiredService<IHostApplicationLifetime>(),
-                sp.GetRequiredService<ILoggerFactory>());
+            consumer.ConnectionFactory = new ConnectionFactory { Uri = brokerUri, ClientProvidedName = "shipping" };
+            consumer.Exchange = OrderPlaced.Exchange;
+            consumer.RoutingKeys.Add(OrderPlaced.RoutingKey);
+            consumer.Inbox.Concurrency = 4;
+            consumer.Inbox.OnConsuming = () =>
+            {
+                if (status.MarkConsuming())
+                {
+                    ready?.Invoke();
+                }
+            };
         });
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<ShippingConsumer>());
 
         var app = builder.Build();
+        // Ready means consuming: a message published from now on reaches the queue and is handled.
+        ready = () => app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(Log.Category).Ready(Queue, OrderPlaced.Exchange, OrderPlaced.RoutingKey);
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
+            Console.WriteLine($"ready {address}");
+        });
         app.MapGet("/shipments/{orderId}", async (string orderId, NpgsqlDataSource db, CancellationToken ct) =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
@@ -72,24 +83,10 @@ public static class ShippingService
                 cancellationToken: ct));
             return shipment is null ? Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "No shipment for this order") : Results.Ok(shipment);
         });
-        app.MapGet("/health", (ShippingConsumer consumer) => consumer.IsConsuming
+        app.MapGet("/health", () => status.IsConsuming
             ? Results.Ok(new { status = "Healthy" })
-            : Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Not consuming yet", detail: $"Waiting for RabbitMQ at {consumer.BrokerHost}; the connection is retried."));
+            : Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Not consuming yet", detail: $"Waiting for RabbitMQ at {brokerUri.Host}; the connection is retried."));
         return app;
-    }
-
-    // Runs inside the inbox transaction, whose first statement claimed the message id: a plain INSERT is enough.
-    // (A second message for the same order under another id would fail on the primary key and end up dead-lettered.)
-    private static async Task RecordShipmentAsync(InboxMessage message, NpgsqlConnection connection, NpgsqlTransaction transaction, ILogger log, CancellationToken cancellationToken)
-    {
-        var placed = JsonSerializer.Deserialize<OrderPlaced>(message.Body.Span, Json)
-            ?? throw new InvalidDataException($"Message {message.MessageId} is not an OrderPlaced event.");
-        await connection.ExecuteAsync(new CommandDefinition(
-            "INSERT INTO shipments (order_id, customer_id, sku, quantity, message_id) VALUES (@OrderId, @CustomerId, @Sku, @Quantity, @MessageId)",
-            new { placed.OrderId, placed.CustomerId, placed.Sku, placed.Quantity, message.MessageId },
-            transaction,
-            cancellationToken: cancellationToken));
-        log.Shipped(placed.OrderId, placed.Quantity, placed.Sku, placed.CustomerId, message.MessageId);
     }
 }
 

@@ -14,10 +14,10 @@ internal sealed class CoordinatorMetrics
         OrphansRolledBack = meter.CreateCounter<long>("twopc.recovery.orphans_rolled_back", "{branch}", "In-doubt branches rolled back by recovery (presumed abort).");
         RecoveredCommits = meter.CreateCounter<long>("twopc.recovery.commits", "{branch}", "In-doubt branches committed by recovery from a logged decision.");
         BranchesForced = meter.CreateCounter<long>("twopc.branches.forced", "{branch}", "Branches an operator forced to commit or roll back; tags action (commit, rollback) and outcome (committed, rolled_back, mixed, unknown, refused, unknown_resource_manager, failed).");
-        PrepareDuration = meter.CreateHistogram<double>("twopc.prepare.duration", "s", "Phase 1: from commit called to the last vote.");
-        DecisionDuration = meter.CreateHistogram<double>("twopc.decision.duration", "s", "Time to force the commit decision to the log.");
-        CommitDuration = meter.CreateHistogram<double>("twopc.phase2.duration", "s", "Phase 2: from the decision to the last acknowledgement.");
-        TransactionDuration = meter.CreateHistogram<double>("twopc.transaction.duration", "s", "From commit called to the outcome.");
+        PrepareDuration = meter.CreateHistogram("twopc.prepare.duration", "s", "Phase 1: from commit called to the last vote.", tags: null, TwoPCTelemetry.TransactionDurationAdvice);
+        DecisionDuration = meter.CreateHistogram("twopc.decision.duration", "s", "Time to force the commit decision to the log.", tags: null, TwoPCTelemetry.LogForceDurationAdvice);
+        CommitDuration = meter.CreateHistogram("twopc.phase2.duration", "s", "Phase 2: from the decision to the last acknowledgement.", tags: null, TwoPCTelemetry.TransactionDurationAdvice);
+        TransactionDuration = meter.CreateHistogram("twopc.transaction.duration", "s", "From commit called to the outcome.", tags: null, TwoPCTelemetry.TransactionDurationAdvice);
         meter.CreateObservableGauge("twopc.transactions.in_doubt", inDoubt, "{transaction}", "Committed decisions whose phase 2 is not finished, plus in-doubt branches recovery left alone.");
         meter.CreateObservableGauge("twopc.transactions.heuristics", heuristics, "{transaction}", "Heuristic outcomes not yet forgotten by an operator.");
     }
