@@ -7,7 +7,7 @@ namespace TwoPC.Hosting;
 /// Health of the embedded coordinator: unhealthy until recovery is done or after the log failed;
 /// degraded while transactions are in doubt or heuristic outcomes wait for an operator.
 /// </summary>
-public sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHealthCheck
+internal sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHealthCheck
 {
     /// <inheritdoc />
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)

@@ -16,7 +16,7 @@ namespace TwoPC.Hosting;
 /// transactions); <see cref="StopAsync"/> stops new transactions and lets phase 2 in flight finish within
 /// the host's shutdown timeout.
 /// </summary>
-public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyncDisposable
+internal sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyncDisposable
 {
     private readonly IServiceProvider _services;
     private readonly IEnumerable<ResourceManagerRegistration> _registrations;
@@ -34,7 +34,7 @@ public sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAsyn
         var settings = options.Value;
         // The log registered by AddTwoPhaseCommit (replaceable, e.g. by a shared log); the file log when built by hand.
         var log = (ITransactionLog?)services.GetService(typeof(ITransactionLog)) ?? CreateFileLog(settings, loggerFactory, meterFactory);
-        Coordinator = new TransactionCoordinator(settings, log, null, loggerFactory, meterFactory);
+        Coordinator = new TransactionCoordinator(settings, log, null, loggerFactory, meterFactory, (TimeProvider?)services.GetService(typeof(TimeProvider)));
     }
 
     /// <summary>The embedded coordinator (refuses transactions until the host has started).</summary>

@@ -48,9 +48,10 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     private volatile bool _ready;
     private double _oldestPreparedSeconds;
 
-    private PostgresResourceManager(string name, NpgsqlDataSource dataSource, PostgresResourceManagerOptions options, ILogger logger, IMeterFactory? meterFactory)
+    private PostgresResourceManager(string name, NpgsqlDataSource dataSource, PostgresResourceManagerOptions options, ILogger logger, IMeterFactory? meterFactory, TimeProvider time)
     {
         Name = name;
+        Time = time;
         DataSource = dataSource;
         Options = options;
         _logger = logger;
@@ -111,6 +112,8 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// <summary>The settings.</summary>
     public PostgresResourceManagerOptions Options { get; }
 
+    private TimeProvider Time { get; }
+
     /// <summary>Age of the oldest prepared transaction in this database at the last <see cref="RecoverAsync"/>, or <see langword="null"/> when none.</summary>
     public TimeSpan? OldestPreparedAge { get; private set; }
 
@@ -125,6 +128,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     /// <param name="options">Settings, or the defaults.</param>
     /// <param name="loggerFactory">For logs, or none.</param>
     /// <param name="meterFactory">For metrics, or the global meter.</param>
+    /// <param name="timeProvider">The clock branch deadlines are read against (the coordinator's), or the system clock.</param>
     /// <param name="cancellationToken">Cancels the checks.</param>
     public static async Task<PostgresResourceManager> CreateAsync(
         string name,
@@ -132,6 +136,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         PostgresResourceManagerOptions? options = null,
         ILoggerFactory? loggerFactory = null,
         IMeterFactory? meterFactory = null,
+        TimeProvider? timeProvider = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -143,7 +148,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         }
 
         var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("TwoPC.Participants.PostgreSql");
-        var rm = new PostgresResourceManager(name, dataSource, options, logger, meterFactory);
+        var rm = new PostgresResourceManager(name, dataSource, options, logger, meterFactory, timeProvider ?? TimeProvider.System);
         try
         {
             await rm.CheckServerAsync(cancellationToken).ConfigureAwait(false);
@@ -199,13 +204,13 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
             {
                 // Lock waits end at the deadline (that is what breaks a distributed deadlock); statements get a
                 // little longer so the two timers never fire together.
-                var ms = Math.Max(1, (long)Math.Ceiling((deadline - TimeProvider.System.GetUtcNow()).TotalMilliseconds));
+                var ms = Math.Max(1, (long)Math.Ceiling((deadline - Time.GetUtcNow()).TotalMilliseconds));
                 var bound = new NpgsqlCommand($"SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms + 1000}", connection, tx);
                 await using var boundScope = bound.ConfigureAwait(false);
                 await bound.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            return new PostgresBranch(this, xid, connection, tx, _logger, deadline, TimeProvider.System);
+            return new PostgresBranch(this, xid, connection, tx, _logger, deadline, Time);
         }
         catch
         {

@@ -36,7 +36,7 @@ public static class PostgresTwoPhaseCommitBuilderExtensions
     /// <summary>
     /// Adds the database of the data source <paramref name="dataSource"/> gives as the resource manager
     /// <paramref name="name"/>, created when the host starts (before recovery) with the container's
-    /// <see cref="ILoggerFactory"/> and <see cref="IMeterFactory"/>. Once started it is the keyed singleton
+    /// <see cref="ILoggerFactory"/>, <see cref="IMeterFactory"/> and <see cref="TimeProvider"/> (when registered). Once started it is the keyed singleton
     /// <see cref="PostgresResourceManager"/> (and <see cref="IResourceManager"/>) under <paramref name="name"/>:
     /// <c>[FromKeyedServices("orders")] PostgresResourceManager orders</c>. The data source is not disposed by TwoPC.
     /// </summary>
@@ -63,6 +63,7 @@ public static class PostgresTwoPhaseCommitBuilderExtensions
             sp.GetRequiredService<IOptionsMonitor<PostgresResourceManagerOptions>>().Get(name),
             sp.GetService<ILoggerFactory>(),
             sp.GetService<IMeterFactory>(),
+            sp.GetService<TimeProvider>(),
             ct));
     }
 }

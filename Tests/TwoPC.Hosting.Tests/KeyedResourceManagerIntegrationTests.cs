@@ -118,4 +118,33 @@ public sealed class KeyedResourceManagerIntegrationTests(PostgresAndRabbitMqFixt
 
         await host.StopAsync();
     }
+
+    [Fact]
+    public async Task The_containers_TimeProvider_is_the_clock_of_the_coordinator_and_of_AddPostgres()
+    {
+        var ordersDb = await fixture.Postgres.CreateDatabaseAsync();
+
+        // A clock years behind the system's: a deadline read against the system clock would already have passed.
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2001, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["TwoPC:NodeId"] = "keyed-time", ["TwoPC:LogDirectory"] = _log.FullName });
+        builder.Services.AddSingleton<TimeProvider>(clock);
+        builder.Services.AddTwoPhaseCommit(builder.Configuration.GetSection("TwoPC"))
+            .AddPostgres("orders", ordersDb, o => o.BoundLockWaitsByDeadline = true);
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        var coordinator = host.Services.GetRequiredService<TransactionCoordinator>();
+        var orders = host.Services.GetRequiredKeyedService<PostgresResourceManager>("orders");
+        await using (var tx = coordinator.Begin(TimeSpan.FromSeconds(30)))
+        {
+            Assert.Equal(clock.GetUtcNow().AddSeconds(30), tx.Deadline);
+            var branch = await orders.EnlistAsync(tx);
+
+            // The branch's lock bound is the time left on the container's clock: 30 s, not the 1 ms floor of a passed deadline.
+            Assert.Equal("30s", await branch.Connection.QuerySingleAsync<string>("SHOW lock_timeout", transaction: branch.Transaction));
+        }
+
+        await host.StopAsync();
+    }
 }

@@ -39,7 +39,7 @@ public sealed class KeyedResourceManagerTests : IDisposable
         var payments = host.Services.GetRequiredKeyedService<PostgresResourceManager>("payments");
         Assert.Equal("orders", orders.Name);
         Assert.Equal("payments", payments.Name);
-        Assert.True(orders.Options.BoundLockWaitsByDeadline);
+        Assert.Null(orders.Options.BoundLockWaitsByDeadline);
         Assert.False(payments.Options.BoundLockWaitsByDeadline);
         Assert.Same(orders, host.Services.GetRequiredKeyedService<IResourceManager>("orders"));
         Assert.Equal("events", host.Services.GetRequiredKeyedService<RabbitMqResourceManager>("events").Name);
