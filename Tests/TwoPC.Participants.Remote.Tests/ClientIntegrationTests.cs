@@ -35,24 +35,8 @@ public sealed class ClientIntegrationTests(RemoteFixture fixture) : IAsyncLifeti
         _coordinator = await OneParticipantCoordinator.StartAsync("client-test", "payments", port, Key, _log.FullName);
         var coordinatorUrl = new Uri(_coordinator.Urls.First());
         _connectionString = await fixture.Server.CreateDatabaseAsync();
-        await using (var connection = new NpgsqlConnection(_connectionString))
-        {
-            await connection.ExecuteAsync("CREATE TABLE items (id text PRIMARY KEY)");
-        }
-
-        var service = WebApplication.CreateBuilder();
-        service.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        service.Logging.SetMinimumLevel(LogLevel.Warning);
-        service.Services.AddSingleton(_ => NpgsqlDataSource.Create(_connectionString));
-        service.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(), configure: o =>
-        {
-            o.Name = "payments";
-            o.CoordinatorUrl = coordinatorUrl;
-            o.CallbackUrl = new Uri($"http://127.0.0.1:{port}/twopc");
-            o.Key = Key;
-        });
-        _service = service.Build();
-        _service.MapTwoPCParticipant();
+        await OneParticipantService.CreateItemsTableAsync(_connectionString);
+        _service = OneParticipantService.Build(_connectionString, "payments", port, coordinatorUrl, Key);
         _service.MapPost("/payments", async (Item item, RemoteBranch branch) =>
         {
             await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);

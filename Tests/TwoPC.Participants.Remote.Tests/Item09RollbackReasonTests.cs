@@ -37,25 +37,8 @@ public sealed class Item09RollbackReasonTests(RemoteFixture fixture) : IAsyncLif
         var coordinatorUrl = new Uri(_coordinator.Urls.First() + "/");
         _client = new TwoPCClient(new HttpClient { BaseAddress = coordinatorUrl });
         _connectionString = await fixture.Server.CreateDatabaseAsync();
-        await using (var connection = new NpgsqlConnection(_connectionString))
-        {
-            await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS items (id text PRIMARY KEY)");
-        }
-
-        var builder = WebApplication.CreateBuilder();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(_connectionString));
-        builder.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(), configure: o =>
-        {
-            o.Name = "reason-service";
-            o.CoordinatorUrl = coordinatorUrl;
-            o.CallbackUrl = new Uri($"http://127.0.0.1:{port}/twopc");
-            o.RecoveryInterval = TimeSpan.FromHours(1);
-            o.Key = Key;
-        });
-        _service = builder.Build();
-        _service.MapTwoPCParticipant();
+        await OneParticipantService.CreateItemsTableAsync(_connectionString);
+        _service = OneParticipantService.Build(_connectionString, "reason-service", port, coordinatorUrl, Key, o => o.RecoveryInterval = TimeSpan.FromHours(1));
         _service.MapPost("/throw", async (Item item, RemoteBranch branch) =>
         {
             await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);

@@ -297,27 +297,17 @@ public sealed class ParticipantSdkTests(RemoteFixture fixture) : IAsyncLifetime
 
     private WebApplication BuildService(Uri coordinatorUrl, int port, TimeSpan orphanSafety, bool callbackUrl = true)
     {
-        var builder = WebApplication.CreateBuilder();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(_connectionString));
-        builder.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(), configure: o =>
+        var app = OneParticipantService.Build(_connectionString, "sdk-service", port, coordinatorUrl, Key, o =>
         {
-            o.Name = "sdk-service";
-            o.CoordinatorUrl = coordinatorUrl;
-            o.CallbackUrl = callbackUrl ? new Uri($"http://127.0.0.1:{port}/twopc") : null;
+            o.CallbackUrl = callbackUrl ? o.CallbackUrl : null;
             o.RecoveryInterval = TimeSpan.FromHours(1); // only the pass at start runs by itself; tests call RecoverAsync
             o.OrphanSafetyInterval = orphanSafety;
-            o.Key = Key;
         });
-        var app = builder.Build();
         if (callbackUrl)
         {
-            using var connection = new NpgsqlConnection(_connectionString);
-            connection.Execute("CREATE TABLE IF NOT EXISTS items (id text PRIMARY KEY)");
+            OneParticipantService.CreateItemsTableAsync(_connectionString).GetAwaiter().GetResult();
         }
 
-        app.MapTwoPCParticipant();
         app.MapPost("/write", async (Item item, RemoteBranch branch) =>
         {
             await branch.Connection.ExecuteAsync("INSERT INTO items (id) VALUES (@Id)", item, branch.Transaction);
