@@ -18,7 +18,7 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
         await PublishRawAsync(world, "m-1", "second copy");
         await PublishRawAsync(world, "m-2", "other");
 
-        await WaitForAsync(async () => await EffectCountAsync(world) == 2 && await QueueEmptyAsync(world));
+        await WaitForAsync(async () => await EffectCountAsync(world) == 2 && await world.QueueEmptyAsync());
         await Task.Delay(300);
         Assert.Equal(["m-1:first copy", "m-2:other"], await EffectsAsync(world));
     }
@@ -39,7 +39,7 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
 
         await PublishRawAsync(world, "m-1", "payload");
 
-        await WaitForAsync(async () => await EffectCountAsync(world) == 1 && await QueueEmptyAsync(world));
+        await WaitForAsync(async () => await EffectCountAsync(world) == 1 && await world.QueueEmptyAsync());
         await Task.Delay(300);
         Assert.Equal(["m-1:payload"], await EffectsAsync(world));
         Assert.Equal(2, failures);
@@ -157,13 +157,6 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
         }
 
         return effects;
-    }
-
-    private static async Task<bool> QueueEmptyAsync(MessagingWorld world)
-    {
-        await using var channel = await world.Connection.CreateChannelAsync();
-        var declared = await channel.QueueDeclarePassiveAsync(world.Queue);
-        return declared.MessageCount == 0;
     }
 
     private static async Task<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)> WaitForDeadLetterAsync(MessagingWorld world)

@@ -109,6 +109,27 @@ internal sealed class MessagingWorld : IAsyncDisposable
         return messages;
     }
 
+    /// <summary>Whether <paramref name="queue"/> (the world's queue by default) holds no message.</summary>
+    public async Task<bool> QueueEmptyAsync(string? queue = null)
+    {
+        await using var channel = await Connection.CreateChannelAsync();
+        return (await channel.QueueDeclarePassiveAsync(queue ?? Queue)).MessageCount == 0;
+    }
+
+    /// <summary>Whether <paramref name="queue"/> has a consumer (false while it is not declared yet).</summary>
+    public async Task<bool> HasConsumerAsync(string queue)
+    {
+        try
+        {
+            await using var channel = await Connection.CreateChannelAsync();
+            return await channel.ConsumerCountAsync(queue) > 0;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
+            return false;
+        }
+    }
+
     public async Task<int> ValueAsync(int id)
     {
         await using var command = Database.CreateCommand("SELECT value FROM items WHERE id = $1");

@@ -34,7 +34,7 @@ public sealed class ReadmeTypedConsumerTests(RabbitMqFixture fixture)
 
         using var host = builder.Build();
         await host.StartAsync();
-        await Eventually.TrueAsync(async () => await ConsumingAsync(world, "shipping.order-placed"), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => await world.HasConsumerAsync("shipping.order-placed"), TimeSpan.FromSeconds(30));
 
         for (var copy = 0; copy < 2; copy++)
         {
@@ -44,7 +44,7 @@ public sealed class ReadmeTypedConsumerTests(RabbitMqFixture fixture)
                 JsonSerializer.SerializeToUtf8Bytes(new OrderPlaced("o-1", "sku-9", 3), JsonSerializerOptions.Web));
         }
 
-        await Eventually.TrueAsync(async () => await QueueEmptyAsync(world, "shipping.order-placed") && await ShipmentsAsync(world) == 1, TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => await world.QueueEmptyAsync("shipping.order-placed") && await ShipmentsAsync(world) == 1, TimeSpan.FromSeconds(30));
         await host.StopAsync();
         Assert.Equal(1, await ShipmentsAsync(world));
         await using var connection = await world.Database.OpenConnectionAsync();
@@ -55,25 +55,5 @@ public sealed class ReadmeTypedConsumerTests(RabbitMqFixture fixture)
     {
         await using var count = world.Database.CreateCommand("SELECT count(*) FROM shipments");
         return (long)(await count.ExecuteScalarAsync())!;
-    }
-
-    /// <summary>Whether the queue has a consumer: its topology (exchange, queue, binding) is declared before consuming starts.</summary>
-    private static async Task<bool> ConsumingAsync(MessagingWorld world, string queue)
-    {
-        try
-        {
-            await using var channel = await world.Connection.CreateChannelAsync();
-            return await channel.ConsumerCountAsync(queue) > 0;
-        }
-        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
-        {
-            return false;
-        }
-    }
-
-    private static async Task<bool> QueueEmptyAsync(MessagingWorld world, string queue)
-    {
-        await using var channel = await world.Connection.CreateChannelAsync();
-        return (await channel.QueueDeclarePassiveAsync(queue)).MessageCount == 0;
     }
 }

@@ -26,7 +26,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         await PublishAsync(world, "m-1", """{"orderId":"o-1","quantity":2}""");
         await PublishAsync(world, "m-2", """{"orderId":"o-2","quantity":5}""");
 
-        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 2 && await QueueEmptyAsync(world, Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 2 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
         await host.StopAsync();
         Assert.Equal(["m-1:o-1x2", "m-2:o-2x5"], await EffectsAsync(world));
         Assert.Equal(2, probe.Calls.Count);
@@ -56,7 +56,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         Assert.Equal(6, probe.Calls.Count);
         Assert.Equal([1, 2, 3, 1, 2, 3], probe.Calls.Select(c => c.Attempt));
         Assert.Empty(await EffectsAsync(world));
-        Assert.True(await QueueEmptyAsync(world, Queue(world)));
+        Assert.True(await world.QueueEmptyAsync(Queue(world)));
     }
 
     [Fact]
@@ -108,7 +108,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
             await tx.CommitAsync();
         }
 
-        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 1 && await QueueEmptyAsync(world, Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 1 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
         await host.StopAsync();
         var effect = Assert.Single(await EffectsAsync(world));
         Assert.EndsWith(".0:o-7x3", effect, StringComparison.Ordinal);
@@ -166,7 +166,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         });
         var host = builder.Build();
         await host.StartAsync();
-        await Eventually.TrueAsync(async () => await ConsumingAsync(world, Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => await world.HasConsumerAsync(Queue(world)), TimeSpan.FromSeconds(30));
         return host;
     }
 
@@ -187,26 +187,6 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         }
 
         return effects;
-    }
-
-    /// <summary>Whether the queue has a consumer: its topology (exchange, queue, binding) is declared before consuming starts.</summary>
-    private static async Task<bool> ConsumingAsync(MessagingWorld world, string queue)
-    {
-        try
-        {
-            await using var channel = await world.Connection.CreateChannelAsync();
-            return await channel.ConsumerCountAsync(queue) > 0;
-        }
-        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
-        {
-            return false;
-        }
-    }
-
-    private static async Task<bool> QueueEmptyAsync(MessagingWorld world, string queue)
-    {
-        await using var channel = await world.Connection.CreateChannelAsync();
-        return (await channel.QueueDeclarePassiveAsync(queue)).MessageCount == 0;
     }
 
     private static async Task<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)> WaitForDeadLetterAsync(MessagingWorld world, string messageId)
