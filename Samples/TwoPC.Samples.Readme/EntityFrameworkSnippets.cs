@@ -8,14 +8,14 @@ namespace TwoPC.Samples.Readme;
 /// <summary>README "Entity Framework Core" and the TwoPC.Participants.PostgreSql.EntityFrameworkCore package README.</summary>
 public static class EntityFrameworkSnippets
 {
-    /// <summary>A ledger entry.</summary>
+    /// <summary>A ledger entry (table <c>entries (id text, amount int)</c>).</summary>
     public sealed class Entry
     {
         /// <summary>The key.</summary>
         public required string Id { get; set; }
 
         /// <summary>The amount.</summary>
-        public decimal Amount { get; set; }
+        public int Amount { get; set; }
     }
 
     /// <summary>The context of both databases.</summary>
@@ -23,6 +23,19 @@ public static class EntityFrameworkSnippets
     {
         /// <summary>The entries.</summary>
         public DbSet<Entry> Entries => Set<Entry>();
+
+        /// <inheritdoc />
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            ArgumentNullException.ThrowIfNull(modelBuilder);
+            modelBuilder.Entity<Entry>(e =>
+            {
+                e.ToTable("entries");
+                e.HasKey(x => x.Id);
+                e.Property(x => x.Id).HasColumnName("id");
+                e.Property(x => x.Amount).HasColumnName("amount");
+            });
+        }
     }
 
     /// <summary>An order.</summary>
@@ -39,10 +52,9 @@ public static class EntityFrameworkSnippets
         public DbSet<Order> Orders => Set<Order>();
     }
 
-    /// <summary>README.md, section "Entity Framework Core".</summary>
-    public static async Task<TransactionOutcome> TwoContextsAsync(TransactionCoordinator coordinator, PostgresResourceManager orders, PostgresResourceManager payments)
+    /// <summary>README.md, section "Entity Framework Core": two rows in each database, not committed yet (run by the EF Core tests).</summary>
+    public static async Task<(PostgresBranch Order, PostgresBranch Payment)> WriteInTwoContextsAsync(GlobalTransaction tx, PostgresResourceManager orders, PostgresResourceManager payments)
     {
-        await using var tx = coordinator.Begin();
         #region readme
         var order = await orders.EnlistAsync(tx);
         await using (var db = await order.CreateDbContextAsync<ShopContext>(options => new(options)))
@@ -59,7 +71,7 @@ public static class EntityFrameworkSnippets
             await db.SaveChangesAsync();
         }
         #endregion
-        return await tx.CommitAsync();
+        return (order, payment);
     }
 
     /// <summary>Participants/TwoPC.Participants.PostgreSql.EntityFrameworkCore/README.md.</summary>

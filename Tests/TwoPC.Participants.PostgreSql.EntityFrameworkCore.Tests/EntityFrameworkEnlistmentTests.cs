@@ -1,6 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TwoPC.Protocol;
+using TwoPC.Samples.Readme;
+using static TwoPC.Samples.Readme.EntityFrameworkSnippets;
 using TwoPC.TestServers;
 using TwoPC.Transactions;
 using TwoPC.Wal;
@@ -55,22 +57,9 @@ public sealed class EntityFrameworkEnlistmentTests(PostgresFixture fixture) : IC
     {
         var (orders, payments) = (_orders, _payments);
 
-        // The README's "Entity Framework Core" example, verbatim.
+        // The README's "Entity Framework Core" example (Samples/TwoPC.Samples.Readme, region EntityFrameworkSnippets.cs#readme).
         await using var tx = _coordinator.Begin(TimeSpan.FromSeconds(30));
-        var order = await orders.EnlistAsync(tx);
-        await using (var db = await order.CreateDbContextAsync<ShopContext>(options => new(options)))
-        {
-            db.Entries.AddRange(new Entry { Id = "o-1", Amount = 10 }, new Entry { Id = "o-1b", Amount = 0 });
-            await db.SaveChangesAsync();   // in the branch's transaction: not committed yet
-        }
-
-        var payment = await payments.EnlistAsync(tx);
-        await using (var db = new ShopContext(new DbContextOptionsBuilder<ShopContext>().UseTwoPCBranch(payment).Options))
-        {
-            await db.Database.EnlistAsync(payment);
-            db.Entries.AddRange(new Entry { Id = "p-1", Amount = -10 }, new Entry { Id = "p-1b", Amount = 0 });
-            await db.SaveChangesAsync();
-        }
+        var (order, _) = await EntityFrameworkSnippets.WriteInTwoContextsAsync(tx, orders, payments);
 
         // (Two rows each: a SaveChanges of more than one statement would begin a transaction of its own if the context were not enlisted.)
         // Disposing the contexts left the branches' connections open and their work uncommitted.
@@ -192,28 +181,5 @@ internal static class ConnectionExtensions
     {
         await using var command = new NpgsqlCommand(sql, connection, transaction);
         await command.ExecuteNonQueryAsync();
-    }
-}
-
-public sealed class Entry
-{
-    public string Id { get; set; } = string.Empty;
-
-    public int Amount { get; set; }
-}
-
-public sealed class ShopContext(DbContextOptions<ShopContext> options) : DbContext(options)
-{
-    public DbSet<Entry> Entries => Set<Entry>();
-
-    protected override void OnModelCreating(ModelBuilder modelBuilder)
-    {
-        modelBuilder.Entity<Entry>(e =>
-        {
-            e.ToTable("entries");
-            e.HasKey(x => x.Id);
-            e.Property(x => x.Id).HasColumnName("id");
-            e.Property(x => x.Amount).HasColumnName("amount");
-        });
     }
 }
