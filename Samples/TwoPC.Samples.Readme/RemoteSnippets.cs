@@ -31,7 +31,7 @@ public static class RemoteSnippets
         return app;
     }
 
-    /// <summary>Participants/README.md, section "The remote participant SDK".</summary>
+    /// <summary>Participants/README.md, section "The remote participant SDK", and Participants/TwoPC.Participants.Remote/README.md.</summary>
     public static WebApplication Overview(WebApplicationBuilder builder)
     {
         #region participants
@@ -46,26 +46,6 @@ public static class RemoteSnippets
             await branch.Connection.ExecuteAsync(
                 "UPDATE wallets SET balance = balance - @Amount WHERE customer_id = @CustomerId", p, branch.Transaction);
             return Results.Ok();                                 // 2xx: the branch prepares; anything else rolls it back
-        }).AsTwoPCBranch();
-        #endregion
-        return app;
-    }
-
-    /// <summary>Participants/TwoPC.Participants.Remote/README.md.</summary>
-    public static WebApplication Package(WebApplicationBuilder builder)
-    {
-        #region package
-        // using Npgsql; using TwoPC.Participants.Remote;
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(builder.Configuration.GetConnectionString("Payments")!));
-        builder.Services.AddTwoPCRemoteParticipant(sp => sp.GetRequiredService<NpgsqlDataSource>(),
-            builder.Configuration.GetSection("TwoPC:Participant"));     // Name, CoordinatorUrl, CallbackUrl, Key
-
-        var app = builder.Build();
-        app.MapTwoPCParticipant("/twopc");                               // the coordinator's callbacks
-        app.MapPost("/payments", (Payment p, RemoteBranch branch) =>
-        {
-            // your work on branch.Connection inside branch.Transaction
-            return Results.Ok();                                         // 2xx: the branch prepares; anything else rolls back
         }).AsTwoPCBranch();
         #endregion
         return app;

@@ -20,7 +20,7 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
 
         await WaitForAsync(async () => await EffectCountAsync(world) == 2 && await world.QueueEmptyAsync());
         await Task.Delay(300);
-        Assert.Equal(["m-1:first copy", "m-2:other"], await EffectsAsync(world));
+        Assert.Equal(["m-1:first copy", "m-2:other"], await world.EffectsAsync());
     }
 
     [Fact]
@@ -41,7 +41,7 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
 
         await WaitForAsync(async () => await EffectCountAsync(world) == 1 && await world.QueueEmptyAsync());
         await Task.Delay(300);
-        Assert.Equal(["m-1:payload"], await EffectsAsync(world));
+        Assert.Equal(["m-1:payload"], await world.EffectsAsync());
         Assert.Equal(2, failures);
     }
 
@@ -144,19 +144,6 @@ public sealed class InboxConsumerTests(RabbitMqFixture fixture)
     {
         await using var count = world.Database.CreateCommand("SELECT count(*) FROM effects");
         return (long)(await count.ExecuteScalarAsync())!;
-    }
-
-    private static async Task<List<string>> EffectsAsync(MessagingWorld world)
-    {
-        var effects = new List<string>();
-        await using var query = world.Database.CreateCommand("SELECT message_id || ':' || body FROM effects ORDER BY message_id");
-        await using var reader = await query.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            effects.Add(reader.GetString(0));
-        }
-
-        return effects;
     }
 
     private static async Task<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)> WaitForDeadLetterAsync(MessagingWorld world)

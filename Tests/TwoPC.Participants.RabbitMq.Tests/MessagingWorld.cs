@@ -109,6 +109,20 @@ internal sealed class MessagingWorld : IAsyncDisposable
         return messages;
     }
 
+    /// <summary>The consumer tests' effects: <c>message_id:body</c> of every row of their <c>effects</c> table, by message id.</summary>
+    public async Task<List<string>> EffectsAsync()
+    {
+        var effects = new List<string>();
+        await using var query = Database.CreateCommand("SELECT message_id || ':' || body FROM effects ORDER BY message_id");
+        await using var reader = await query.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            effects.Add(reader.GetString(0));
+        }
+
+        return effects;
+    }
+
     /// <summary>Whether <paramref name="queue"/> (the world's queue by default) holds no message.</summary>
     public async Task<bool> QueueEmptyAsync(string? queue = null)
     {

@@ -26,9 +26,9 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         await PublishAsync(world, "m-1", """{"orderId":"o-1","quantity":2}""");
         await PublishAsync(world, "m-2", """{"orderId":"o-2","quantity":5}""");
 
-        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 2 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await world.EffectsAsync()).Count == 2 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
         await host.StopAsync();
-        Assert.Equal(["m-1:o-1x2", "m-2:o-2x5"], await EffectsAsync(world));
+        Assert.Equal(["m-1:o-1x2", "m-2:o-2x5"], await world.EffectsAsync());
         Assert.Equal(2, probe.Calls.Count);
     }
 
@@ -55,7 +55,7 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
         // 2 deliveries × (1 attempt + 2 retries); each attempt's write was rolled back.
         Assert.Equal(6, probe.Calls.Count);
         Assert.Equal([1, 2, 3, 1, 2, 3], probe.Calls.Select(c => c.Attempt));
-        Assert.Empty(await EffectsAsync(world));
+        Assert.Empty(await world.EffectsAsync());
         Assert.True(await world.QueueEmptyAsync(Queue(world)));
     }
 
@@ -108,9 +108,9 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
             await tx.CommitAsync();
         }
 
-        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 1 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await world.EffectsAsync()).Count == 1 && await world.QueueEmptyAsync(Queue(world)), TimeSpan.FromSeconds(30));
         await host.StopAsync();
-        var effect = Assert.Single(await EffectsAsync(world));
+        var effect = Assert.Single(await world.EffectsAsync());
         Assert.EndsWith(".0:o-7x3", effect, StringComparison.Ordinal);
         Assert.Equal([1, 2], probe.Calls.Select(c => c.Attempt));
     }
@@ -137,12 +137,12 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
 
         await PublishAsync(world, "m-held", """{"orderId":"o-3","quantity":1}""");
 
-        await Eventually.TrueAsync(async () => (await EffectsAsync(world)).Count == 1, TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => (await world.EffectsAsync()).Count == 1, TimeSpan.FromSeconds(30));
         await host.StopAsync();
         // A lower bound only (a delay is never shorter than asked); without the delay the redelivery comes in milliseconds.
         var (first, second) = (stamps.ElementAt(0), stamps.ElementAt(1));
         Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(first, second) >= TimeSpan.FromSeconds(1), $"redelivered after {System.Diagnostics.Stopwatch.GetElapsedTime(first, second)}");
-        Assert.Equal(["m-held:o-3x1"], await EffectsAsync(world));
+        Assert.Equal(["m-held:o-3x1"], await world.EffectsAsync());
     }
 
     private static string Exchange(MessagingWorld world) => world.Exchange + "-typed";
@@ -174,19 +174,6 @@ public sealed class TypedConsumerTests(RabbitMqFixture fixture)
     {
         await using var channel = await world.Connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         await channel.BasicPublishAsync(Exchange(world), "order.shipped", mandatory: true, new BasicProperties { Persistent = true, MessageId = messageId }, Encoding.UTF8.GetBytes(body));
-    }
-
-    private static async Task<List<string>> EffectsAsync(MessagingWorld world)
-    {
-        var effects = new List<string>();
-        await using var query = world.Database.CreateCommand("SELECT message_id || ':' || body FROM effects ORDER BY message_id");
-        await using var reader = await query.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            effects.Add(reader.GetString(0));
-        }
-
-        return effects;
     }
 
     private static async Task<(string? MessageId, string Body, IDictionary<string, object?>? Headers, bool Persistent)> WaitForDeadLetterAsync(MessagingWorld world, string messageId)
