@@ -46,8 +46,9 @@ public static class ReportCharts
         }
         else
         {
+            // From zero, so the gap between two lines reads as a ratio.
             plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Thousands };
-            plot.Axes.Margins(bottom: 0);
+            plot.Axes.SetLimitsY(0, points.Max(p => p.PerSecond) * 1.08);
         }
 
         plot.Title(title);
@@ -58,10 +59,10 @@ public static class ReportCharts
     }
 
     /// <summary>
-    /// Grouped bars, p50 and p99 latency in milliseconds for each series at <paramref name="concurrency"/>.
-    /// Writes <paramref name="path"/>.
+    /// Grouped bars, p50 and p99 latency in milliseconds for each series at <paramref name="concurrency"/>;
+    /// <paramref name="note"/> is added to the x-axis label. Writes <paramref name="path"/>.
     /// </summary>
-    public static void Latency(string path, string title, int concurrency, IReadOnlyList<BenchmarkPoint> points)
+    public static void Latency(string path, string title, int concurrency, IReadOnlyList<BenchmarkPoint> points, string? note = null)
     {
         ArgumentNullException.ThrowIfNull(points);
         var cells = points.Where(p => p.Concurrency == concurrency).ToArray();
@@ -85,7 +86,7 @@ public static class ReportCharts
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "p99", FillColor = p99Color });
         plot.ShowLegend(Alignment.UpperLeft);
         plot.Title(title);
-        plot.XLabel(string.Create(CultureInfo.InvariantCulture, $"variant, {concurrency} concurrent"));
+        plot.XLabel(string.Create(CultureInfo.InvariantCulture, $"variant, {concurrency} concurrent{(note is null ? string.Empty : "; " + note)}"));
         plot.YLabel("latency (ms)");
         Save(plot, path);
     }

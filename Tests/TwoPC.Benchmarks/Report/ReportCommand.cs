@@ -18,9 +18,10 @@ public static class ReportCommand
     private static readonly BenchmarkSpec[] Benchmarks =
     [
         new("wal", s => ["--duration", s], (a, r) => WalBenchmark.RunAsync(a, r), "WAL: group commit vs. one fsync per record", "durable commit decisions/s", LogY: true),
-        new("coordinator", s => [s], (a, r) => CoordinatorBenchmark.RunAsync(a, r), "Coordinator, two no-op participants", "global transactions/s"),
+        new("coordinator", s => [s], (a, r) => CoordinatorBenchmark.RunAsync(a, r), "Coordinator, two no-op participants", "global transactions/s (raw WAL: decisions/s)"),
         new("postgres", s => [s], (a, r) => PostgresBenchmark.RunAsync(a, r), "Two PostgreSQL databases, one UPDATE each", "transactions/s"),
-        new("publish", s => [s], (a, r) => PublishBenchmark.RunAsync(a, r), "One UPDATE + one RabbitMQ message", "operations/s (Wolverine: delivered)"),
+        new("publish", s => [s], (a, r) => PublishBenchmark.RunAsync(a, r), "One UPDATE + one RabbitMQ message", "operations/s (confirmed; Wolverine: delivered)",
+            LatencyNote: "Wolverine: end to end, to delivery"),
         new("remote", s => [s], (a, r) => RemoteBenchmark.RunAsync(a, r), "Remote participants vs. embedded coordinator", "transactions/s"),
     ];
 
@@ -132,14 +133,14 @@ public static class ReportCommand
             // Latency at 32 concurrent, or the measured concurrency nearest to it.
             var concurrency = points.Select(p => p.Concurrency).Distinct().OrderBy(c => Math.Abs(c - 32)).ThenBy(c => c).First();
             var latencyName = name + "-latency.svg";
-            ReportCharts.Latency(Path.Combine(resultsDirectory, "charts", latencyName), section.Benchmark.ChartTitle + ": latency", concurrency, points);
+            ReportCharts.Latency(Path.Combine(resultsDirectory, "charts", latencyName), section.Benchmark.ChartTitle + ": latency", concurrency, points, section.Benchmark.LatencyNote);
             readme.Append(CultureInfo.InvariantCulture, $"![{name}: p50 and p99 latency at {concurrency} concurrent](charts/{latencyName})\n\n");
         }
 
         readme.Append(string.Join('\n', body).Trim()).Append("\n\n");
     }
 
-    private sealed record BenchmarkSpec(string Name, Func<string, string[]> Args, Func<string[], ReportPoints, Task<int>> RunAsync, string ChartTitle, string YLabel, bool LogY = false);
+    private sealed record BenchmarkSpec(string Name, Func<string, string[]> Args, Func<string[], ReportPoints, Task<int>> RunAsync, string ChartTitle, string YLabel, bool LogY = false, string? LatencyNote = null);
 
     private sealed record Section(BenchmarkSpec Benchmark, TimeSpan Elapsed, string? Failure);
 }
