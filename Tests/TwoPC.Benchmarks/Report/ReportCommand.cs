@@ -62,6 +62,7 @@ public static class ReportCommand
         {
             var benchmarkArgs = seconds is null ? [] : benchmark.Args(seconds);
             Console.WriteLine($"=== {benchmark.Name} {string.Join(' ', benchmarkArgs)}");
+            var loadBefore = LoadAverage();
             var started = Stopwatch.StartNew();
             string? failure = null;
             try
@@ -75,21 +76,22 @@ public static class ReportCommand
                 Console.Error.WriteLine($"{benchmark.Name} failed: {ex}");
             }
 
-            sections.Add(new Section(benchmark, started.Elapsed, failure));
+            sections.Add(new Section(benchmark, started.Elapsed, failure, loadBefore, LoadAverage()));
         }
 
         if (micro)
         {
+            var loadBefore = LoadAverage();
             var started = Stopwatch.StartNew();
             var exitCode = HotPathBenchmarks.Run([]);
-            sections.Add(new Section(new BenchmarkSpec("micro", _ => [], (_, _) => Task.FromResult(0), "Micro-benchmarks", string.Empty), started.Elapsed, exitCode == 0 ? null : $"exited with {exitCode}"));
+            sections.Add(new Section(new BenchmarkSpec("micro", _ => [], (_, _) => Task.FromResult(0), "Micro-benchmarks", string.Empty), started.Elapsed, exitCode == 0 ? null : $"exited with {exitCode}", loadBefore, LoadAverage()));
         }
 
         var readme = new StringBuilder();
         readme.Append("# Benchmark results\n\n");
         readme.Append("Written by `dotnet run -c Release --project Tests/TwoPC.Benchmarks -- report")
             .Append(args.Length > 0 ? " " + string.Join(' ', args) : string.Empty).Append('`')
-            .Append(CultureInfo.InvariantCulture, $" at {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC in {total.Elapsed.TotalMinutes:F1} min: every benchmark below comes from this one run, on this machine, one after another. Each section repeats the benchmark's own command (which writes only its `results/<name>.md`). Charts are SVG under `charts/`.\n\n");
+            .Append(CultureInfo.InvariantCulture, $" at {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC in {total.Elapsed.TotalMinutes:F1} min: every benchmark below comes from this one run, on this machine, one after another. Each section gives the benchmark's own command, which reruns only that benchmark and rewrites its `results/<name>.md`. Charts are SVG under `charts/`.\n\n");
         readme.Append("## Machine\n\n");
         readme.Append(MachineInfo.Collect(("Results directory", resultsDirectory), ("Temp directory (WAL files, server data)", Path.GetTempPath())).ToMarkdown());
         readme.Append('\n');
@@ -111,7 +113,7 @@ public static class ReportCommand
         var lines = File.Exists(file) && section.Failure is null ? File.ReadAllLines(file) : [];
         var title = lines.Length > 0 && lines[0].StartsWith("# ", StringComparison.Ordinal) ? lines[0][2..] : name;
         readme.Append(CultureInfo.InvariantCulture, $"## {title}\n\n");
-        readme.Append(CultureInfo.InvariantCulture, $"Run time in this report: {section.Elapsed.TotalSeconds:F0} s (set-up, warm-ups and every cell). Alone: [`{name}.md`]({name}.md).\n\n");
+        readme.Append(CultureInfo.InvariantCulture, $"Run time in this report: {section.Elapsed.TotalSeconds:F0} s (set-up, warm-ups and every cell); load average (1 min) {section.LoadBefore} before, {section.LoadAfter} after, on {Environment.ProcessorCount} cores. [`{name}.md`]({name}.md) holds the benchmark's latest run (this one, unless it has been run alone since).\n\n");
         if (section.Failure is not null)
         {
             readme.Append(CultureInfo.InvariantCulture, $"**Failed**: {section.Failure}. See the console output of the run.\n\n");
@@ -142,5 +144,18 @@ public static class ReportCommand
 
     private sealed record BenchmarkSpec(string Name, Func<string, string[]> Args, Func<string[], ReportPoints, Task<int>> RunAsync, string ChartTitle, string YLabel, bool LogY = false, string? LatencyNote = null);
 
-    private sealed record Section(BenchmarkSpec Benchmark, TimeSpan Elapsed, string? Failure);
+    /// <summary>The 1-minute load average from <c>/proc/loadavg</c>: a load well above the core count means other work shared the CPU.</summary>
+    private static string LoadAverage()
+    {
+        try
+        {
+            return File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "unknown";
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private sealed record Section(BenchmarkSpec Benchmark, TimeSpan Elapsed, string? Failure, string LoadBefore, string LoadAfter);
 }
