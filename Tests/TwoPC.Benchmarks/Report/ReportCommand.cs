@@ -113,7 +113,7 @@ public static class ReportCommand
         var lines = File.Exists(file) && section.Failure is null ? File.ReadAllLines(file) : [];
         var title = lines.Length > 0 && lines[0].StartsWith("# ", StringComparison.Ordinal) ? lines[0][2..] : name;
         readme.Append(CultureInfo.InvariantCulture, $"## {title}\n\n");
-        readme.Append(CultureInfo.InvariantCulture, $"Run time in this report: {section.Elapsed.TotalSeconds:F0} s (set-up, warm-ups and every cell); load average (1 min) {section.LoadBefore} before, {section.LoadAfter} after, on {Environment.ProcessorCount} cores. [`{name}.md`]({name}.md) holds the benchmark's latest run (this one, unless it has been run alone since).\n\n");
+        readme.Append(CultureInfo.InvariantCulture, $"Run time in this report: {section.Elapsed.TotalSeconds:F0} s (set-up, warm-ups and every cell); load average (1 min) {section.LoadBefore} before, {section.LoadAfter} after, on {Environment.ProcessorCount} cores. [`{name}.md`]({name}.md) holds the benchmark's own latest run, which may be a later or earlier run than this report's.\n\n");
         if (section.Failure is not null)
         {
             readme.Append(CultureInfo.InvariantCulture, $"**Failed**: {section.Failure}. See the console output of the run.\n\n");
