@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using TwoPC.Benchmarks.Report;
 using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Protocol;
@@ -18,7 +19,7 @@ namespace TwoPC.Benchmarks;
 /// </summary>
 public static class CoordinatorBenchmark
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
         var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 4;
         var duration = TimeSpan.FromSeconds(seconds);
@@ -30,6 +31,9 @@ public static class CoordinatorBenchmark
             var memory = await MeasureCoordinatorAsync(concurrency, duration, durable: false);
             var raw = await MeasureRawLogAsync(concurrency, duration);
             rows.Add(new Row(concurrency, durable, memory, raw));
+            report?.Add("coordinator", "TwoPC (durable WAL)", concurrency, durable);
+            report?.Add("coordinator", "TwoPC (in-memory log)", concurrency, memory);
+            report?.Add("coordinator", "raw WAL appends", concurrency, raw);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: durable {durable.PerSecond:N0}/s, in-memory log {memory.PerSecond:N0}/s, raw WAL {raw.PerSecond:N0}/s"));
         }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Npgsql;
+using TwoPC.Benchmarks.Report;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Protocol;
 using TwoPC.TestServers;
@@ -19,7 +20,7 @@ public static class PostgresBenchmark
 {
     private const int Rows = 10_000;
 
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
         var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 4;
         var duration = TimeSpan.FromSeconds(seconds);
@@ -98,6 +99,10 @@ public static class PostgresBenchmark
             var t2 = await Load.RunAsync(concurrency, duration, twoPCTransaction);
             var (twoPC, withSetLocal, raw, onePhase) = (Measurement.Mean(first.T, t2), Measurement.Mean(first.S, s2), Measurement.Mean(first.R, r2), Measurement.Mean(first.O, o2));
             rows.Add((concurrency, twoPC, withSetLocal, raw, onePhase));
+            report?.Add("postgres", "TwoPC", concurrency, twoPC);
+            report?.Add("postgres", "TwoPC + SET LOCAL", concurrency, withSetLocal);
+            report?.Add("postgres", "raw 2PC", concurrency, raw);
+            report?.Add("postgres", "two one-phase commits", concurrency, onePhase);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: TwoPC {twoPC.PerSecond:N0}/s, with SET LOCAL {withSetLocal.PerSecond:N0}/s, raw 2PC {raw.PerSecond:N0}/s, two one-phase commits {onePhase.PerSecond:N0}/s"));
         }
 

@@ -22,6 +22,9 @@ switch (args.FirstOrDefault())
     case "micro":
         return HotPathBenchmarks.Run(args[1..]);
 
+    case "report":
+        return await TwoPC.Benchmarks.Report.ReportCommand.RunAsync(args[1..]);
+
     default:
         Console.Error.WriteLine("""
             Usage: dotnet run -c Release --project Tests/TwoPC.Benchmarks -- <benchmark> [options]
@@ -36,6 +39,8 @@ switch (args.FirstOrDefault())
               remote       The standalone coordinator with two remote participant services vs the embedded coordinator vs plain HTTP calls. Options: [seconds per cell]
               publish      UPDATE + one RabbitMQ message: TwoPC vs raw confirmed publishing vs Wolverine's durable outbox (starts its own servers).
                            Options: [seconds per cell (3)] [concurrencies, e.g. 1,8,32]
+              report       Runs wal, coordinator, postgres, publish and remote, then writes results/README.md with charts (results/charts/*.svg).
+                           Options: --seconds <per cell>  --only <wal,postgres,...>  --micro (adds the micro-benchmarks)
             """);
         return 2;
 }

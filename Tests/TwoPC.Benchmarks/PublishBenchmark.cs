@@ -6,6 +6,7 @@ using System.Text.Json;
 using Npgsql;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
+using TwoPC.Benchmarks.Report;
 using TwoPC.Benchmarks.Wolverine;
 using TwoPC.Participants.PostgreSql;
 using TwoPC.Participants.RabbitMq;
@@ -34,7 +35,7 @@ public static class PublishBenchmark
     private const string WolverineConfirmsSchema = "wolverine_confirms";
     private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true };
 
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
         var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 3;
         int[] concurrencies = args.Length > 1 ? [.. args[1].Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture))] : [1, 8, 32];
@@ -181,6 +182,12 @@ public static class PublishBenchmark
 
             var cells = first.Zip(second, Cell.Mean).ToArray();
             rows.Add((concurrency, cells));
+            for (var i = 0; i < variants.Length; i++)
+            {
+                // The rate each variant is judged by; latency as the caller waits (TwoPC, raw) or to delivery (Wolverine).
+                var (p50, p99) = variants[i].EndToEnd ? (cells[i].EndToEndP50, cells[i].EndToEndP99) : (cells[i].Load.P50, cells[i].Load.P99);
+                report?.Add("publish", variants[i].Name, concurrency, cells[i].Counted, p50, p99);
+            }
             Console.WriteLine("c=" + concurrency.ToString(CultureInfo.InvariantCulture) + ": "
                 + string.Join(", ", variants.Select((v, i) => string.Create(CultureInfo.InvariantCulture, $"{v.Name} {cells[i].Counted:N0}/s"))));
         }

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Npgsql;
+using TwoPC.Benchmarks.Report;
 using TwoPC.Client;
 using TwoPC.Coordinator.Server;
 using TwoPC.Participants.PostgreSql;
@@ -23,7 +24,7 @@ namespace TwoPC.Benchmarks;
 /// </summary>
 public static class RemoteBenchmark
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
         var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 3;
         var duration = TimeSpan.FromSeconds(seconds);
@@ -110,6 +111,9 @@ public static class RemoteBenchmark
             var r2 = await Load.RunAsync(concurrency, duration, remote);
             var (r, e, p) = (Measurement.Mean(first.R, r2), Measurement.Mean(first.E, e2), Measurement.Mean(first.P, p2));
             rows.Add((concurrency, r, e, p));
+            report?.Add("remote", "remote (standalone coordinator)", concurrency, r);
+            report?.Add("remote", "embedded coordinator", concurrency, e);
+            report?.Add("remote", "2 plain HTTP calls", concurrency, p);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: remote {r.PerSecond:N0}/s, embedded {e.PerSecond:N0}/s, plain HTTP {p.PerSecond:N0}/s"));
         }
 

@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using TwoPC.Benchmarks.Report;
 using TwoPC.Diagnostics;
 using TwoPC.Durability;
 using TwoPC.Transactions;
@@ -23,8 +24,8 @@ public static class WalBenchmark
     private static readonly NodeId Node = NodeId.Parse("coordinator-bench-01");
     private static readonly byte[] RecoveryData = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10];
 
-    /// <summary>Runs the benchmark; <paramref name="args"/> are the options after <c>wal</c>.</summary>
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>Runs the benchmark; <paramref name="args"/> are the options after <c>wal</c>; <paramref name="report"/> receives every cell as data.</summary>
+    public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         var duration = TimeSpan.FromSeconds(3);
@@ -76,6 +77,8 @@ public static class WalBenchmark
             var flushMs = batches.MeanFlushMs;
             var baseline = await MeasureBaselineAsync(committers, warmup, duration, dataRoot);
             rows.Add((committers, group, recordsPerWrite, flushMs, baseline));
+            report?.Add("wal", "group commit", committers, group.PerSecond, group.P50Ms, group.P99Ms);
+            report?.Add("wal", "one fsync per record", committers, baseline.PerSecond, baseline.P50Ms, baseline.P99Ms);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{committers,4} committers: group commit {group.PerSecond,10:N0}/s (p50 {group.P50Ms:F3} ms, p99 {group.P99Ms:F3} ms, {recordsPerWrite:F1} records/write, {flushMs:F3} ms/flush); baseline {baseline.PerSecond,8:N0}/s (p50 {baseline.P50Ms:F3} ms, p99 {baseline.P99Ms:F3} ms); ratio {group.PerSecond / baseline.PerSecond:F1}x"));
         }
