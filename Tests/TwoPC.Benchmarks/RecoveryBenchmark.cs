@@ -1,0 +1,288 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using TwoPC.Diagnostics;
+using TwoPC.Durability;
+using TwoPC.Participants.PostgreSql;
+using TwoPC.Protocol;
+using TwoPC.TestServers;
+using TwoPC.Testing;
+using TwoPC.Transactions;
+using TwoPC.Wal;
+
+namespace TwoPC.Benchmarks;
+
+/// <summary>
+/// Recovery after a crash: a child process leaves N transactions in doubt in two PostgreSQL databases (every branch
+/// prepared; most with a forced commit decision, the rest with none) and is SIGKILLed; then a fresh coordinator on
+/// the same log starts, and the benchmark times it until <c>pg_prepared_xacts</c> is empty in both databases.
+/// </summary>
+public static partial class RecoveryBenchmark
+{
+    private static readonly TimeSpan OrphanSafetyInterval = TimeSpan.FromSeconds(2);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Contains("--child"))
+        {
+            return await RunChildAsync(args);
+        }
+
+        var runs = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 3;
+        var transactions = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10_000;
+        const int UndecidedEvery = 10;
+        const int Concurrency = 32;
+
+        // Each prepared branch keeps a slot of max_prepared_transactions (server-wide: both databases count) and its locks
+        // (the table and its primary key) in the shared lock table, which has max_locks_per_transaction x (max_connections +
+        // max_prepared_transactions) entries: 2 x transactions branches need far fewer than the default 64 per slot gives.
+        await using var server = await PostgresServer.StartAsync(new PostgresServerOptions
+        {
+            MaxPreparedTransactions = (2 * transactions) + 100,
+            MaxConnections = 300,
+            Settings = { ["max_locks_per_transaction"] = "32" },
+        });
+        var results = new List<RunResult>();
+        for (var run = 1; run <= runs; run++)
+        {
+            var result = await RunOnceAsync(server, run, transactions, UndecidedEvery, Concurrency);
+            Console.WriteLine(result.ToRow());
+            results.Add(result);
+        }
+
+        var median = results.OrderBy(r => r.Total).ElementAt(results.Count / 2);
+        var goalMet = median.Total <= TimeSpan.FromSeconds(3);
+        var table = new StringBuilder();
+        table.Append("| run | in doubt (committed / presumed abort) | log open | StartAsync (open + first pass) | orphan rollbacks (first → last) | phase-2 re-drive done | every branch resolved |\n");
+        table.Append("|---|---|---|---|---|---|---|\n");
+        foreach (var r in results)
+        {
+            table.Append(r.ToRow()).Append('\n');
+        }
+
+        table.Append(CultureInfo.InvariantCulture, $"\nMedian of {runs}: **{median.Total.TotalSeconds:0.00} s** until every branch is resolved (goal ≤ 3 s: {(goalMet ? "met" : "NOT met")}).\n");
+        ResultsFile.Write(
+            "recovery.md",
+            "Recovery of in-doubt transactions after a SIGKILL",
+            $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- recovery {runs} {transactions}",
+            $"""
+            Per run: a child process (this program, `recovery --child`) runs a real coordinator (file WAL) with two PostgresResourceManagers
+            on two databases of one private PostgreSQL server and begins {transactions:N0} transactions ({Concurrency} at a time), each inserting
+            one row in both databases. The protocol's step hook (the one the crash tests use) stops every transaction for good: 9 in 10
+            right after the commit decision is forced to the log (before phase 2 tells any branch), 1 in 10 after both branches voted yes
+            (no decision: presumed abort). The parent checks that {2 * transactions:N0} branches are in `pg_prepared_xacts`, SIGKILLs the child,
+            waits until the youngest branch is older than the orphan safety interval ({OrphanSafetyInterval.TotalSeconds:0} s; a real restart
+            usually takes longer than that), then starts a fresh coordinator on the same log in its own process (default options except that
+            interval) and times `StartAsync` until `pg_prepared_xacts` is empty in both databases (polled every 10 ms); afterwards it checks
+            that exactly the rows of the committed transactions are visible. Setting up the in-doubt transactions is not timed.
+            Breakdown: log open = `ITransactionLog.OpenAsync` (reads the decisions); `StartAsync` = open + the first recovery pass (scans both
+            databases and rolls back the orphans, one at a time) while the logged decisions are re-driven in the background; the orphan and
+            re-drive times come from the coordinator's `twopc.recovery.orphans_rolled_back` and `twopc.recovery.commits` counters (time of
+            the first and last increment, from the start). Database connections: Npgsql's default pool (100) per database.
+            """,
+            table.ToString(),
+            goalMet
+                ? $"Goal met: {median.Total.TotalSeconds:0.00} s ≤ 3 s for {transactions:N0} in-doubt transactions."
+                : $"Goal NOT met: {median.Total.TotalSeconds:0.00} s > 3 s for {transactions:N0} in-doubt transactions; the breakdown says where the time goes.");
+        return 0;
+    }
+
+    private static async Task<RunResult> RunOnceAsync(PostgresServer server, int run, int transactions, int undecidedEvery, int concurrency)
+    {
+        var connA = await server.CreateDatabaseAsync($"recovery_{run}_a");
+        var connB = await server.CreateDatabaseAsync($"recovery_{run}_b");
+        await using var a = NpgsqlDataSource.Create(connA);
+        await using var b = NpgsqlDataSource.Create(connB);
+        foreach (var ds in new[] { a, b })
+        {
+            await using var create = ds.CreateCommand("CREATE TABLE items (id int PRIMARY KEY, gtrid text NOT NULL)");
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var logDirectory = Directory.CreateTempSubdirectory("twopc-recovery-bench-");
+        var setup = Stopwatch.StartNew();
+        using (var child = CrashHostProcess.StartProgram(Path.Combine("Tests", "TwoPC.Benchmarks"),
+            ["recovery", "--child", "--log", logDirectory.FullName, "--db-a", connA, "--db-b", connB,
+             "--transactions", transactions.ToString(CultureInfo.InvariantCulture), "--undecided-every", undecidedEvery.ToString(CultureInfo.InvariantCulture),
+             "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture)]))
+        {
+            var line = await child.WaitForLineAsync(TimeSpan.FromMinutes(15), "READY", "FAILED");
+            if (line is null || !line.StartsWith("READY", StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException("the setup child did not leave every transaction in doubt\n" + child.Describe());
+            }
+
+            child.Kill();
+        }
+
+        var expectedCommitted = Enumerable.Range(0, transactions).Count(i => i % undecidedEvery != 0);
+        foreach (var ds in new[] { a, b })
+        {
+            var prepared = await PreparedAsync(ds);
+            var (visible, _) = await RowsAsync(ds, undecidedEvery);
+            if (prepared != transactions || visible != 0)
+            {
+                throw new InvalidOperationException($"after the kill: {prepared} prepared (expected {transactions}), {visible} rows visible (expected 0)");
+            }
+        }
+
+        Console.WriteLine($"run {run}: {transactions} transactions in doubt in both databases after {setup.Elapsed.TotalSeconds:0.0} s of setup; child killed");
+        await Task.Delay(OrphanSafetyInterval + TimeSpan.FromMilliseconds(500));
+
+        // Created before the clock starts, as an application's would be before it starts the coordinator.
+        using var rmA = await PostgresResourceManager.CreateAsync("pg-a", a);
+        using var rmB = await PostgresResourceManager.CreateAsync("pg-b", b);
+        var log = new TimedLog(new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }));
+        var options = new TransactionCoordinatorOptions { NodeId = NodeId, OrphanSafetyInterval = OrphanSafetyInterval };
+        using var counters = new RecoveryCounters();
+        await using var coordinator = new TransactionCoordinator(options, log, [rmA, rmB]);
+
+        var clock = Stopwatch.StartNew();
+        counters.Start(clock);
+        await coordinator.StartAsync();
+        var started = clock.Elapsed;
+        TimeSpan? redriven = null;
+        while (true)
+        {
+            if (redriven is null && coordinator.RecoveringTransactions == 0)
+            {
+                redriven = clock.Elapsed;
+            }
+
+            if (await PreparedAsync(a) == 0 && await PreparedAsync(b) == 0)
+            {
+                break;
+            }
+
+            if (clock.Elapsed > TimeSpan.FromMinutes(5))
+            {
+                throw new TimeoutException($"recovery did not finish within 5 minutes: {await PreparedAsync(a)} + {await PreparedAsync(b)} still prepared");
+            }
+
+            await Task.Delay(10);
+        }
+
+        var total = clock.Elapsed;
+        redriven ??= total;
+        foreach (var ds in new[] { a, b })
+        {
+            var (visible, wrong) = await RowsAsync(ds, undecidedEvery);
+            if (visible != expectedCommitted || wrong != 0)
+            {
+                throw new InvalidOperationException($"recovery was not exact: {visible} rows visible (expected {expectedCommitted}), {wrong} of them from presumed-abort transactions");
+            }
+        }
+
+        logDirectory.Delete(recursive: true);
+        return new RunResult(run, expectedCommitted, transactions - expectedCommitted, log.OpenTime, started, counters.Snapshot(), redriven.Value, total);
+    }
+
+    private static async Task<long> PreparedAsync(NpgsqlDataSource dataSource)
+    {
+        await using var command = dataSource.CreateCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static async Task<(long Visible, long Wrong)> RowsAsync(NpgsqlDataSource dataSource, int undecidedEvery)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT count(*), count(*) FILTER (WHERE id % {undecidedEvery} = 0) FROM items");
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    private sealed record RunResult(int Run, int Committed, int Orphans, TimeSpan LogOpen, TimeSpan Started, CounterSnapshot Counters, TimeSpan Redriven, TimeSpan Total)
+    {
+        public string ToRow() => string.Create(CultureInfo.InvariantCulture,
+            $"| {Run} | {Committed:N0} / {Orphans:N0} | {Ms(LogOpen)} | {Ms(Started)} | {Counters.Orphans:N0} branches, {Ms(Counters.FirstOrphan)} → {Ms(Counters.LastOrphan)} | {Counters.Commits:N0} branches, last at {Ms(Counters.LastCommit)} (table empty at {Ms(Redriven)}) | **{Ms(Total)}** |");
+
+        private static string Ms(TimeSpan t) => string.Create(CultureInfo.InvariantCulture, $"{t.TotalMilliseconds:N0} ms");
+    }
+
+    private sealed record CounterSnapshot(long Orphans, TimeSpan FirstOrphan, TimeSpan LastOrphan, long Commits, TimeSpan LastCommit);
+
+    /// <summary>When the coordinator's recovery counters moved (their first and last increment).</summary>
+    private sealed class RecoveryCounters : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly Lock _gate = new();
+        private Stopwatch _clock = new();
+        private long _orphans;
+        private long _commits;
+        private TimeSpan _firstOrphan;
+        private TimeSpan _lastOrphan;
+        private TimeSpan _lastCommit;
+
+        public RecoveryCounters()
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == TwoPCTelemetry.MeterName && instrument.Name is "twopc.recovery.orphans_rolled_back" or "twopc.recovery.commits")
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+            {
+                var now = _clock.Elapsed;
+                lock (_gate)
+                {
+                    if (instrument.Name == "twopc.recovery.orphans_rolled_back")
+                    {
+                        _firstOrphan = _orphans == 0 ? now : _firstOrphan;
+                        _orphans += value;
+                        _lastOrphan = now;
+                    }
+                    else
+                    {
+                        _commits += value;
+                        _lastCommit = now;
+                    }
+                }
+            });
+            _listener.Start();
+        }
+
+        public void Start(Stopwatch clock) => _clock = clock;
+
+        public CounterSnapshot Snapshot()
+        {
+            lock (_gate)
+            {
+                return new CounterSnapshot(_orphans, _firstOrphan, _lastOrphan, _commits, _lastCommit);
+            }
+        }
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    /// <summary>Times <see cref="ITransactionLog.OpenAsync(NodeId, CancellationToken)"/>; forwards everything.</summary>
+    private sealed class TimedLog(ITransactionLog inner) : ITransactionLog
+    {
+        public TimeSpan OpenTime { get; private set; }
+
+        public Exception? Failure => inner.Failure;
+
+        public ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken) => TimeAsync(inner.OpenAsync(cancellationToken));
+
+        public ValueTask<LogRecoveryState> OpenAsync(NodeId node, CancellationToken cancellationToken) => TimeAsync(inner.OpenAsync(node, cancellationToken));
+
+        private async ValueTask<LogRecoveryState> TimeAsync(ValueTask<LogRecoveryState> open)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var state = await open;
+            OpenTime = Stopwatch.GetElapsedTime(started);
+            return state;
+        }
+
+        public ValueTask LogCommitDecisionAsync(CommitDecision decision) => inner.LogCommitDecisionAsync(decision);
+
+        public ValueTask LogHeuristicAsync(HeuristicRecord record) => inner.LogHeuristicAsync(record);
+
+        public void LogEnd(GlobalTransactionId transactionId) => inner.LogEnd(transactionId);
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
