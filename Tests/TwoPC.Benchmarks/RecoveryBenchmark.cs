@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using TwoPC.Diagnostics;
 using TwoPC.Durability;
@@ -52,16 +53,19 @@ public static partial class RecoveryBenchmark
             results.Add(result);
         }
 
+        var floor = await RawFloorAsync(server, runs + 1, transactions, UndecidedEvery, Concurrency);
+        Console.WriteLine($"PostgreSQL alone: {floor.TotalMilliseconds:N0} ms");
         var median = results.OrderBy(r => r.Total).ElementAt(results.Count / 2);
         var goalMet = median.Total <= TimeSpan.FromSeconds(3);
         var table = new StringBuilder();
-        table.Append("| run | in doubt (committed / presumed abort) | log open | StartAsync (open + first pass) | orphan rollbacks (first → last) | phase-2 re-drive done | every branch resolved |\n");
-        table.Append("|---|---|---|---|---|---|---|\n");
+        table.Append("| run | in doubt (committed / presumed abort) | log open | StartAsync (open + first pass) | orphan rollbacks (first → last) | phase-2 re-drive done | every branch resolved | coordinator process CPU | load average |\n");
+        table.Append("|---|---|---|---|---|---|---|---|---|\n");
         foreach (var r in results)
         {
             table.Append(r.ToRow()).Append('\n');
         }
 
+        table.Append(CultureInfo.InvariantCulture, $"\nThe floor, PostgreSQL alone (the same setup, then no coordinator: `COMMIT PREPARED` of every one of the {2 * transactions:N0} prepared branches over {RawConnections} connections per database, all at once): **{floor.TotalMilliseconds:N0} ms**.\n");
         table.Append(CultureInfo.InvariantCulture, $"\nMedian of {runs}: **{median.Total.TotalSeconds:0.00} s** until every branch is resolved (goal ≤ 3 s: {(goalMet ? "met" : "NOT met")}).\n");
         ResultsFile.Write(
             "recovery.md",
@@ -80,7 +84,9 @@ public static partial class RecoveryBenchmark
             Breakdown: log open = `ITransactionLog.OpenAsync` (reads the decisions); `StartAsync` = open + the first recovery pass (scans both
             databases and rolls back the orphans, one at a time) while the logged decisions are re-driven in the background; the orphan and
             re-drive times come from the coordinator's `twopc.recovery.orphans_rolled_back` and `twopc.recovery.commits` counters (time of
-            the first and last increment, from the start). Database connections: Npgsql's default pool (100) per database.
+            the first and last increment, from the start); coordinator process CPU = user + system time of this process over the timed
+            window (the PostgreSQL server's is not counted); load average = the 1-minute load of the machine when the run started (other
+            work shares its cores). Database connections: Npgsql's default pool (100) per database.
             """,
             table.ToString(),
             goalMet
@@ -91,44 +97,10 @@ public static partial class RecoveryBenchmark
 
     private static async Task<RunResult> RunOnceAsync(PostgresServer server, int run, int transactions, int undecidedEvery, int concurrency)
     {
-        var connA = await server.CreateDatabaseAsync($"recovery_{run}_a");
-        var connB = await server.CreateDatabaseAsync($"recovery_{run}_b");
-        await using var a = NpgsqlDataSource.Create(connA);
-        await using var b = NpgsqlDataSource.Create(connB);
-        foreach (var ds in new[] { a, b })
-        {
-            await using var create = ds.CreateCommand("CREATE TABLE items (id int PRIMARY KEY, gtrid text NOT NULL)");
-            await create.ExecuteNonQueryAsync();
-        }
-
-        var logDirectory = Directory.CreateTempSubdirectory("twopc-recovery-bench-");
-        var setup = Stopwatch.StartNew();
-        using (var child = CrashHostProcess.StartProgram(Path.Combine("Tests", "TwoPC.Benchmarks"),
-            ["recovery", "--child", "--log", logDirectory.FullName, "--db-a", connA, "--db-b", connB,
-             "--transactions", transactions.ToString(CultureInfo.InvariantCulture), "--undecided-every", undecidedEvery.ToString(CultureInfo.InvariantCulture),
-             "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture)]))
-        {
-            var line = await child.WaitForLineAsync(TimeSpan.FromMinutes(15), "READY", "FAILED");
-            if (line is null || !line.StartsWith("READY", StringComparison.Ordinal))
-            {
-                throw new InvalidOperationException("the setup child did not leave every transaction in doubt\n" + child.Describe());
-            }
-
-            child.Kill();
-        }
-
+        var (a, b, logDirectory) = await LeaveInDoubtAsync(server, run, transactions, undecidedEvery, concurrency);
+        await using var dataSourceA = a;
+        await using var dataSourceB = b;
         var expectedCommitted = Enumerable.Range(0, transactions).Count(i => i % undecidedEvery != 0);
-        foreach (var ds in new[] { a, b })
-        {
-            var prepared = await PreparedAsync(ds);
-            var (visible, _) = await RowsAsync(ds, undecidedEvery);
-            if (prepared != transactions || visible != 0)
-            {
-                throw new InvalidOperationException($"after the kill: {prepared} prepared (expected {transactions}), {visible} rows visible (expected 0)");
-            }
-        }
-
-        Console.WriteLine($"run {run}: {transactions} transactions in doubt in both databases after {setup.Elapsed.TotalSeconds:0.0} s of setup; child killed");
         await Task.Delay(OrphanSafetyInterval + TimeSpan.FromMilliseconds(500));
 
         // Created before the clock starts, as an application's would be before it starts the coordinator.
@@ -137,8 +109,12 @@ public static partial class RecoveryBenchmark
         var log = new TimedLog(new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }));
         var options = new TransactionCoordinatorOptions { NodeId = NodeId, OrphanSafetyInterval = OrphanSafetyInterval };
         using var counters = new RecoveryCounters();
-        await using var coordinator = new TransactionCoordinator(options, log, [rmA, rmB]);
+        using var loggerFactory = LoggerFactory.Create(builder => builder.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
+        await using var coordinator = new TransactionCoordinator(options, log, [rmA, rmB], loggerFactory);
 
+        var load = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        using var self = Process.GetCurrentProcess();
+        var cpuBefore = self.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         counters.Start(clock);
         await coordinator.StartAsync();
@@ -165,6 +141,8 @@ public static partial class RecoveryBenchmark
         }
 
         var total = clock.Elapsed;
+        self.Refresh();
+        var cpu = self.TotalProcessorTime - cpuBefore;
         redriven ??= total;
         foreach (var ds in new[] { a, b })
         {
@@ -176,7 +154,99 @@ public static partial class RecoveryBenchmark
         }
 
         logDirectory.Delete(recursive: true);
-        return new RunResult(run, expectedCommitted, transactions - expectedCommitted, log.OpenTime, started, counters.Snapshot(), redriven.Value, total);
+        return new RunResult(run, expectedCommitted, transactions - expectedCommitted, log.OpenTime, started, counters.Snapshot(), redriven.Value, total, cpu, load);
+    }
+
+    /// <summary>Runs the child until it left every transaction in doubt, SIGKILLs it and checks what the databases hold.</summary>
+    private static async Task<(NpgsqlDataSource A, NpgsqlDataSource B, DirectoryInfo Log)> LeaveInDoubtAsync(PostgresServer server, int run, int transactions, int undecidedEvery, int concurrency)
+    {
+        var connA = await server.CreateDatabaseAsync($"recovery_{run}_a");
+        var connB = await server.CreateDatabaseAsync($"recovery_{run}_b");
+        var a = NpgsqlDataSource.Create(connA);
+        var b = NpgsqlDataSource.Create(connB);
+        foreach (var ds in new[] { a, b })
+        {
+            await using var create = ds.CreateCommand("CREATE TABLE items (id int PRIMARY KEY, gtrid text NOT NULL)");
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var logDirectory = Directory.CreateTempSubdirectory("twopc-recovery-bench-");
+        var setup = Stopwatch.StartNew();
+        using (var child = CrashHostProcess.StartProgram(Path.Combine("Tests", "TwoPC.Benchmarks"),
+            ["recovery", "--child", "--log", logDirectory.FullName, "--db-a", connA, "--db-b", connB,
+             "--transactions", transactions.ToString(CultureInfo.InvariantCulture), "--undecided-every", undecidedEvery.ToString(CultureInfo.InvariantCulture),
+             "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture)]))
+        {
+            var line = await child.WaitForLineAsync(TimeSpan.FromMinutes(15), "READY", "FAILED");
+            if (line is null || !line.StartsWith("READY", StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException("the setup child did not leave every transaction in doubt\n" + child.Describe());
+            }
+
+            child.Kill();
+        }
+
+        foreach (var ds in new[] { a, b })
+        {
+            var prepared = await PreparedAsync(ds);
+            var (visible, _) = await RowsAsync(ds, undecidedEvery);
+            if (prepared != transactions || visible != 0)
+            {
+                throw new InvalidOperationException($"after the kill: {prepared} prepared (expected {transactions}), {visible} rows visible (expected 0)");
+            }
+        }
+
+        Console.WriteLine($"run {run}: {transactions} transactions in doubt in both databases after {setup.Elapsed.TotalSeconds:0.0} s of setup; child killed");
+        return (a, b, logDirectory);
+    }
+
+    private const int RawConnections = 100;
+
+    /// <summary>
+    /// What PostgreSQL alone needs to finish the same prepared branches: the same setup, then every prepared gid is
+    /// committed by <see cref="RawConnections"/> connections per database at once, without a coordinator or log.
+    /// </summary>
+    private static async Task<TimeSpan> RawFloorAsync(PostgresServer server, int run, int transactions, int undecidedEvery, int concurrency)
+    {
+        var (a, b, _) = await LeaveInDoubtAsync(server, run, transactions, undecidedEvery, concurrency);
+        await using (a)
+        await using (b)
+        {
+            var gids = new Dictionary<NpgsqlDataSource, List<string>>();
+            foreach (var ds in new[] { a, b })
+            {
+                gids[ds] = [];
+                await using var list = ds.CreateCommand("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()");
+                await using var reader = await list.ExecuteReaderAsync();
+                while (await reader.ReadAsync())
+                {
+                    gids[ds].Add(reader.GetString(0));
+                }
+            }
+
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(gids.Select(async entry =>
+            {
+                var next = -1;
+                await Task.WhenAll(Enumerable.Range(0, RawConnections).Select(_ => Task.Run(async () =>
+                {
+                    await using var connection = await entry.Key.OpenConnectionAsync();
+                    int i;
+                    while ((i = Interlocked.Increment(ref next)) < entry.Value.Count)
+                    {
+                        await using var commit = new NpgsqlCommand($"COMMIT PREPARED '{entry.Value[i]}'", connection);
+                        await commit.ExecuteNonQueryAsync();
+                    }
+                })));
+            }));
+            var elapsed = clock.Elapsed;
+            if (await PreparedAsync(a) != 0 || await PreparedAsync(b) != 0)
+            {
+                throw new InvalidOperationException("the raw floor left prepared transactions");
+            }
+
+            return elapsed;
+        }
     }
 
     private static async Task<long> PreparedAsync(NpgsqlDataSource dataSource)
@@ -193,10 +263,10 @@ public static partial class RecoveryBenchmark
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    private sealed record RunResult(int Run, int Committed, int Orphans, TimeSpan LogOpen, TimeSpan Started, CounterSnapshot Counters, TimeSpan Redriven, TimeSpan Total)
+    private sealed record RunResult(int Run, int Committed, int Orphans, TimeSpan LogOpen, TimeSpan Started, CounterSnapshot Counters, TimeSpan Redriven, TimeSpan Total, TimeSpan Cpu, string Load)
     {
         public string ToRow() => string.Create(CultureInfo.InvariantCulture,
-            $"| {Run} | {Committed:N0} / {Orphans:N0} | {Ms(LogOpen)} | {Ms(Started)} | {Counters.Orphans:N0} branches, {Ms(Counters.FirstOrphan)} → {Ms(Counters.LastOrphan)} | {Counters.Commits:N0} branches, last at {Ms(Counters.LastCommit)} (table empty at {Ms(Redriven)}) | **{Ms(Total)}** |");
+            $"| {Run} | {Committed:N0} / {Orphans:N0} | {Ms(LogOpen)} | {Ms(Started)} | {Counters.Orphans:N0} branches, {Ms(Counters.FirstOrphan)} → {Ms(Counters.LastOrphan)} | {Counters.Commits:N0} branches, last at {Ms(Counters.LastCommit)} (table empty at {Ms(Redriven)}) | **{Ms(Total)}** | {Ms(Cpu)} | {Load} |");
 
         private static string Ms(TimeSpan t) => string.Create(CultureInfo.InvariantCulture, $"{t.TotalMilliseconds:N0} ms");
     }
