@@ -58,14 +58,28 @@ public static partial class RecoveryBenchmark
         var median = results.OrderBy(r => r.Total).ElementAt(results.Count / 2);
         var goalMet = median.Total <= TimeSpan.FromSeconds(3);
         var table = new StringBuilder();
-        table.Append("| run | in doubt (committed / presumed abort) | log open | StartAsync (open + first pass) | orphan rollbacks (first → last) | phase-2 re-drive done | every branch resolved | coordinator process CPU | load average |\n");
-        table.Append("|---|---|---|---|---|---|---|---|---|\n");
+        table.Append("| run | in doubt (committed / presumed abort) | log open | StartAsync (open + first pass) | orphan rollbacks (first → last) | phase-2 re-drive done | every branch resolved | coordinator process CPU | load average | coordinator warnings |\n");
+        table.Append("|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var r in results)
         {
             table.Append(r.ToRow()).Append('\n');
         }
 
         table.Append(CultureInfo.InvariantCulture, $"\nThe floor, PostgreSQL alone (the same setup, then no coordinator: `COMMIT PREPARED` of every one of the {2 * transactions:N0} prepared branches over {RawConnections} connections per database, all at once): **{floor.TotalMilliseconds:N0} ms**.\n");
+        table.Append(CultureInfo.InvariantCulture, $"""
+
+            Where the time goes (median run): the log opens in {median.LogOpen.TotalMilliseconds:N0} ms; re-driving the {median.Counters.Commits:N0} committed
+            branches ends at {median.Counters.LastCommit.TotalSeconds:0.0} s, {median.Counters.LastCommit / floor:0.0}× what PostgreSQL alone needs for all {2 * transactions:N0} branches
+            (most of the rest is PostgreSQL's and the machine's: every `COMMIT PREPARED` is a WAL flush, and the coordinator process used
+            {median.Cpu.TotalSeconds:0.0} s of CPU of the two shared cores). The first recovery pass cannot scan before that: StartAsync launches
+            all {median.Committed:N0} re-drives at once, they queue {median.Counters.Commits:N0} connection requests on each database's 100-connection pool, and the
+            scan's request waits behind them (first orphan rolled back at {median.Counters.FirstOrphan.TotalSeconds:0.0} s); on a loaded machine some waits pass
+            the pool's 15 s `Timeout` ("connection pool has been exhausted", coordinator warning 1007) and those attempts are retried. Not
+            changed here: bounding the re-drive per resource manager (outside the per-attempt timeout, without letting a resource that is down
+            hold slots) and scanning before the re-drives queue would remove the waits, not PostgreSQL's floor; the goal of 3 s is below that
+            floor on this machine.
+
+            """);
         table.Append(CultureInfo.InvariantCulture, $"\nMedian of {runs}: **{median.Total.TotalSeconds:0.00} s** until every branch is resolved (goal ≤ 3 s: {(goalMet ? "met" : "NOT met")}).\n");
         ResultsFile.Write(
             "recovery.md",
@@ -82,7 +96,7 @@ public static partial class RecoveryBenchmark
             interval) and times `StartAsync` until `pg_prepared_xacts` is empty in both databases (polled every 10 ms); afterwards it checks
             that exactly the rows of the committed transactions are visible. Setting up the in-doubt transactions is not timed.
             Breakdown: log open = `ITransactionLog.OpenAsync` (reads the decisions); `StartAsync` = open + the first recovery pass (scans both
-            databases and rolls back the orphans, one at a time) while the logged decisions are re-driven in the background; the orphan and
+            databases and rolls back the orphans, 16 at a time) while the logged decisions are re-driven in the background; the orphan and
             re-drive times come from the coordinator's `twopc.recovery.orphans_rolled_back` and `twopc.recovery.commits` counters (time of
             the first and last increment, from the start); coordinator process CPU = user + system time of this process over the timed
             window (the PostgreSQL server's is not counted); load average = the 1-minute load of the machine when the run started (other
@@ -109,7 +123,8 @@ public static partial class RecoveryBenchmark
         var log = new TimedLog(new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }));
         var options = new TransactionCoordinatorOptions { NodeId = NodeId, OrphanSafetyInterval = OrphanSafetyInterval };
         using var counters = new RecoveryCounters();
-        using var loggerFactory = LoggerFactory.Create(builder => builder.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true));
+        var warnings = new WarningCounter();
+        using var loggerFactory = LoggerFactory.Create(builder => builder.SetMinimumLevel(LogLevel.Warning).AddProvider(warnings));
         await using var coordinator = new TransactionCoordinator(options, log, [rmA, rmB], loggerFactory);
 
         var load = File.ReadAllText("/proc/loadavg").Split(' ')[0];
@@ -154,7 +169,7 @@ public static partial class RecoveryBenchmark
         }
 
         logDirectory.Delete(recursive: true);
-        return new RunResult(run, expectedCommitted, transactions - expectedCommitted, log.OpenTime, started, counters.Snapshot(), redriven.Value, total, cpu, load);
+        return new RunResult(run, expectedCommitted, transactions - expectedCommitted, log.OpenTime, started, counters.Snapshot(), redriven.Value, total, cpu, load, warnings.Summary());
     }
 
     /// <summary>Runs the child until it left every transaction in doubt, SIGKILLs it and checks what the databases hold.</summary>
@@ -263,96 +278,11 @@ public static partial class RecoveryBenchmark
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    private sealed record RunResult(int Run, int Committed, int Orphans, TimeSpan LogOpen, TimeSpan Started, CounterSnapshot Counters, TimeSpan Redriven, TimeSpan Total, TimeSpan Cpu, string Load)
+    private sealed record RunResult(int Run, int Committed, int Orphans, TimeSpan LogOpen, TimeSpan Started, CounterSnapshot Counters, TimeSpan Redriven, TimeSpan Total, TimeSpan Cpu, string Load, string Warnings)
     {
         public string ToRow() => string.Create(CultureInfo.InvariantCulture,
-            $"| {Run} | {Committed:N0} / {Orphans:N0} | {Ms(LogOpen)} | {Ms(Started)} | {Counters.Orphans:N0} branches, {Ms(Counters.FirstOrphan)} → {Ms(Counters.LastOrphan)} | {Counters.Commits:N0} branches, last at {Ms(Counters.LastCommit)} (table empty at {Ms(Redriven)}) | **{Ms(Total)}** | {Ms(Cpu)} | {Load} |");
+            $"| {Run} | {Committed:N0} / {Orphans:N0} | {Ms(LogOpen)} | {Ms(Started)} | {Counters.Orphans:N0} branches, {Ms(Counters.FirstOrphan)} → {Ms(Counters.LastOrphan)} | {Counters.Commits:N0} branches, last at {Ms(Counters.LastCommit)} (table empty at {Ms(Redriven)}) | **{Ms(Total)}** | {Ms(Cpu)} | {Load} | {Warnings} |");
 
         private static string Ms(TimeSpan t) => string.Create(CultureInfo.InvariantCulture, $"{t.TotalMilliseconds:N0} ms");
-    }
-
-    private sealed record CounterSnapshot(long Orphans, TimeSpan FirstOrphan, TimeSpan LastOrphan, long Commits, TimeSpan LastCommit);
-
-    /// <summary>When the coordinator's recovery counters moved (their first and last increment).</summary>
-    private sealed class RecoveryCounters : IDisposable
-    {
-        private readonly MeterListener _listener = new();
-        private readonly Lock _gate = new();
-        private Stopwatch _clock = new();
-        private long _orphans;
-        private long _commits;
-        private TimeSpan _firstOrphan;
-        private TimeSpan _lastOrphan;
-        private TimeSpan _lastCommit;
-
-        public RecoveryCounters()
-        {
-            _listener.InstrumentPublished = (instrument, listener) =>
-            {
-                if (instrument.Meter.Name == TwoPCTelemetry.MeterName && instrument.Name is "twopc.recovery.orphans_rolled_back" or "twopc.recovery.commits")
-                {
-                    listener.EnableMeasurementEvents(instrument);
-                }
-            };
-            _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
-            {
-                var now = _clock.Elapsed;
-                lock (_gate)
-                {
-                    if (instrument.Name == "twopc.recovery.orphans_rolled_back")
-                    {
-                        _firstOrphan = _orphans == 0 ? now : _firstOrphan;
-                        _orphans += value;
-                        _lastOrphan = now;
-                    }
-                    else
-                    {
-                        _commits += value;
-                        _lastCommit = now;
-                    }
-                }
-            });
-            _listener.Start();
-        }
-
-        public void Start(Stopwatch clock) => _clock = clock;
-
-        public CounterSnapshot Snapshot()
-        {
-            lock (_gate)
-            {
-                return new CounterSnapshot(_orphans, _firstOrphan, _lastOrphan, _commits, _lastCommit);
-            }
-        }
-
-        public void Dispose() => _listener.Dispose();
-    }
-
-    /// <summary>Times <see cref="ITransactionLog.OpenAsync(NodeId, CancellationToken)"/>; forwards everything.</summary>
-    private sealed class TimedLog(ITransactionLog inner) : ITransactionLog
-    {
-        public TimeSpan OpenTime { get; private set; }
-
-        public Exception? Failure => inner.Failure;
-
-        public ValueTask<LogRecoveryState> OpenAsync(CancellationToken cancellationToken) => TimeAsync(inner.OpenAsync(cancellationToken));
-
-        public ValueTask<LogRecoveryState> OpenAsync(NodeId node, CancellationToken cancellationToken) => TimeAsync(inner.OpenAsync(node, cancellationToken));
-
-        private async ValueTask<LogRecoveryState> TimeAsync(ValueTask<LogRecoveryState> open)
-        {
-            var started = Stopwatch.GetTimestamp();
-            var state = await open;
-            OpenTime = Stopwatch.GetElapsedTime(started);
-            return state;
-        }
-
-        public ValueTask LogCommitDecisionAsync(CommitDecision decision) => inner.LogCommitDecisionAsync(decision);
-
-        public ValueTask LogHeuristicAsync(HeuristicRecord record) => inner.LogHeuristicAsync(record);
-
-        public void LogEnd(GlobalTransactionId transactionId) => inner.LogEnd(transactionId);
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }
