@@ -4,6 +4,7 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
 using TwoPC.Durability;
+using TwoPC.Participants;
 using TwoPC.Transactions;
 
 namespace TwoPC.Benchmarks;
@@ -86,7 +87,11 @@ public static partial class RecoveryBenchmark
         {
             if (IsEnabled(logLevel))
             {
-                _byEvent.AddOrUpdate(eventId.Id, 1, (_, n) => n + 1);
+                if (_byEvent.AddOrUpdate(eventId.Id, 1, (_, n) => n + 1) == 1)
+                {
+                    // The first of each kind, whole, for whoever reads the console.
+                    Console.Error.WriteLine($"coordinator warning {eventId.Id}: {formatter(state, exception)} {exception}");
+                }
             }
         }
 
@@ -121,5 +126,51 @@ public static partial class RecoveryBenchmark
         public void LogEnd(GlobalTransactionId transactionId) => inner.LogEnd(transactionId);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+
+    /// <summary>Times each recovery scan (<see cref="IResourceManager.RecoverAsync"/>) of a resource manager; forwards everything.</summary>
+    private sealed class ScanTimed(IResourceManager inner, Stopwatch clock) : IResourceManager
+    {
+        private readonly Lock _gate = new();
+        private readonly List<string> _scans = [];
+
+        public string Name => inner.Name;
+
+        public bool CommitsAtomically => inner.CommitsAtomically;
+
+        /// <summary>The first scan: "start → end" from the clock's start.</summary>
+        public string FirstScan
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _scans.Count > 0 ? _scans[0] : "none";
+                }
+            }
+        }
+
+        public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) => inner.CommitAsync(xid, recoveryData, cancellationToken);
+
+        public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) => inner.RollbackAsync(xid, recoveryData, cancellationToken);
+
+        public async ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken)
+        {
+            var start = clock.Elapsed;
+            try
+            {
+                return await inner.RecoverAsync(cancellationToken);
+            }
+            finally
+            {
+                var end = clock.Elapsed;
+                lock (_gate)
+                {
+                    _scans.Add(string.Create(CultureInfo.InvariantCulture, $"{start.TotalMilliseconds:N0} → {end.TotalMilliseconds:N0} ms"));
+                }
+            }
+        }
+
+        public ValueTask ForgetAsync(Xid xid, CancellationToken cancellationToken) => inner.ForgetAsync(xid, cancellationToken);
     }
 }
