@@ -19,6 +19,12 @@ switch (args.FirstOrDefault())
     case "remote":
         return await RemoteBenchmark.RunAsync(args[1..]);
 
+    case "recovery":
+        return await RecoveryBenchmark.RunAsync(args[1..]);
+
+    case "memory":
+        return await MemoryBenchmark.RunAsync(args[1..]);
+
     case "micro":
         return HotPathBenchmarks.Run(args[1..]);
 
@@ -39,6 +45,9 @@ switch (args.FirstOrDefault())
               remote       The standalone coordinator with two remote participant services vs the embedded coordinator vs plain HTTP calls. Options: [seconds per cell]
               publish      UPDATE + one RabbitMQ message: TwoPC vs raw confirmed publishing vs Wolverine's durable outbox (starts its own servers).
                            Options: [seconds per cell (3)] [concurrencies, e.g. 1,8,32]
+              recovery     Time to resolve 10,000 in-doubt transactions (two PostgreSQL databases) after a SIGKILL (starts its own server).
+                           Options: [runs (3)] [transactions (10000)]
+              memory       Coordinator RSS and GC heap with 10,000 transactions in flight (no-op participants). Options: [transactions (10000)]
               report       Runs wal, coordinator, postgres, publish and remote, then writes results/README.md with charts (results/charts/*.svg).
                            Options: --seconds <per cell>  --only <wal,postgres,...>  --micro (adds the micro-benchmarks)
             """);
