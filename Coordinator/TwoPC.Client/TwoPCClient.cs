@@ -68,6 +68,27 @@ public sealed class TwoPCClient(HttpClient http)
     }
 
     /// <summary>
+    /// Reports that branch <paramref name="xid"/> of transaction <paramref name="id"/> is prepared: the participant's Yes vote,
+    /// with the recovery data it would have answered <c>/prepare</c> with. The coordinator then sends that branch no prepare
+    /// callback. The participant SDK calls it right after <c>PREPARE TRANSACTION</c>, before its request answers.
+    /// </summary>
+    /// <param name="id">The global transaction id.</param>
+    /// <param name="xid">The branch's XID, as the registration answered it.</param>
+    /// <param name="resourceManager">The participant's name, as it registered the branch.</param>
+    /// <param name="recoveryData">Base64 recovery data (at most <see cref="PrepareCallbackResponse.MaxRecoveryDataLength"/> characters), or none.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="TwoPCApiException">404 unknown transaction or no such branch waiting for its vote (a coordinator older than
+    /// this call answers 404 without problem details), 409 the transaction is no longer active: either way the coordinator asks
+    /// <c>/prepare</c> if it still needs the vote.</exception>
+    public async Task ReportPreparedAsync(string id, string xid, string resourceManager, string? recoveryData = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(xid);
+        var body = new ReportPreparedRequest(resourceManager, recoveryData);
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/branches/" + Uri.EscapeDataString(xid) + "/prepared", body, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        await TwoPCApiException.ThrowIfFailedAsync(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Stages a message that the coordinator publishes to RabbitMQ (with publisher confirms) if and only if
     /// transaction <paramref name="id"/> commits. Needs a coordinator configured with <c>Coordinator:RabbitMq:Uri</c>.
     /// </summary>

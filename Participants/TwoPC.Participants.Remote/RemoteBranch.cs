@@ -129,6 +129,13 @@ public sealed class RemoteBranch : IAsyncDisposable
         _participant.Logger.Voted(Xid, vote.Kind);
         _participant.Metrics.Voted(vote.Kind);
         Activity?.SetTag("twopc.vote", vote.Kind.ToString());
+        if (vote.Kind == VoteKind.Yes)
+        {
+            // Before the request answers, so the caller's commit finds the vote at the coordinator: phase 1 sends no
+            // prepare callback. Best effort: when the report is not taken, the callback asks as before.
+            await _participant.ReportPreparedAsync(this, vote, cancellationToken).ConfigureAwait(false);
+        }
+
         return vote;
     }
 

@@ -54,6 +54,14 @@ public sealed class RemoteParticipantOptions
     /// </summary>
     public TimeSpan OrphanSafetyInterval { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// Report a branch's Yes vote to the coordinator right after <c>PREPARE TRANSACTION</c>, before the request answers
+    /// (<c>POST /transactions/{id}/branches/{xid}/prepared</c>, signed like the registration), so the coordinator's phase 1
+    /// sends the branch no prepare callback. A coordinator that predates the call answers 404; this participant then
+    /// stops reporting and answers the prepare callbacks as before. Default true.
+    /// </summary>
+    public bool ReportPreparedVotes { get; set; } = true;
+
     /// <summary>How long one call to the coordinator may take. Default 10 s.</summary>
     public TimeSpan CoordinatorCallTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -54,8 +54,13 @@ public static partial class RemoteBenchmark
             _listener.Start();
         }
 
-        public void Step(string name, long startedTimestamp) =>
-            _steps.GetOrAdd(name, _ => new Stat()).Add(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds);
+        public void Step(string name, long startedTimestamp)
+        {
+            if (_on)
+            {
+                _steps.GetOrAdd(name, _ => new Stat()).Add(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds);
+            }
+        }
 
         public async Task<string> RunAsync(int concurrency, TimeSpan duration, Func<Task> operation)
         {
@@ -66,6 +71,7 @@ public static partial class RemoteBenchmark
             _on = false;
             cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
             var transactions = Math.Max(1, _steps.TryGetValue("transaction", out var all) ? all.Count : 1);
+            RequestsPerTransaction = (double)_requests.Values.Sum(s => s.Count) / transactions;
             var text = new StringBuilder();
             text.Append(CultureInfo.InvariantCulture, $"Profile at {concurrency} concurrent ({duration.TotalSeconds:0} s, {measured.PerSecond:N0} tx/s, {transactions:N0} transactions): this process (client, coordinator, both services; not PostgreSQL) used **{cpu.TotalMilliseconds * 1000 / transactions:N0} µs of CPU per transaction**.\n\n");
             text.Append("| client step | mean ms |\n|---|---:|\n");
@@ -84,6 +90,9 @@ public static partial class RemoteBenchmark
             text.Append(CultureInfo.InvariantCulture, $"| **all** | **{(double)requests / transactions:0.00}** | |\n");
             return text.ToString();
         }
+
+        /// <summary>HTTP requests served per transaction in the last profile run.</summary>
+        public double RequestsPerTransaction { get; private set; }
 
         public void Dispose() => _listener.Dispose();
 
