@@ -24,6 +24,11 @@ internal sealed record RegisterBranchRequest(string? ResourceManager, string? Ca
 /// <see cref="PrepareCallbackResponse.MaxRecoveryDataLength"/> characters), or none.</param>
 internal sealed record ReportPreparedRequest(string? ResourceManager, string? RecoveryData);
 
+/// <summary>Body of <c>POST /transactions/{id}/commit</c> (optional).</summary>
+/// <param name="PreparedVotes">The <see cref="TwoPCHeaders.PreparedVote"/> headers the branch services answered with, relayed
+/// as they came: each is a participant's Yes vote signed with its own key, which the coordinator checks before it counts.</param>
+internal sealed record CommitRequest(IReadOnlyList<string>? PreparedVotes);
+
 /// <summary>A remote branch just enlisted.</summary>
 /// <param name="Xid">The branch's XID: the participant prepares under this name.</param>
 /// <param name="Deadline">The transaction's deadline, when known.</param>

@@ -8,6 +8,16 @@ public static class TwoPCHeaders
 {
     /// <summary><c>TwoPC-Transaction-Id</c>: the global transaction a branch request belongs to.</summary>
     public const string TransactionId = "TwoPC-Transaction-Id";
+
+    /// <summary>
+    /// <c>TwoPC-Prepared-Vote</c>: on a branch service's answer, the participant's Yes vote for its branch, signed with the
+    /// participant's own key (<c>{keyId};{xid};{timestamp};{signature};{base64 body}</c>, all URI-escaped where needed:
+    /// exactly the signature headers and body of the <c>POST /transactions/{id}/branches/{xid}/prepared</c> call it stands for).
+    /// <see cref="CoordinatorTransaction"/> collects it from answers to calls made with
+    /// <see cref="HttpClientTransactionExtensions.SendInTransactionAsync"/> and relays it with the commit, so the coordinator
+    /// needs neither that call nor a prepare callback. Opaque to the caller, who can neither forge nor alter it.
+    /// </summary>
+    public const string PreparedVote = "TwoPC-Prepared-Vote";
 }
 
 /// <summary>
@@ -107,6 +117,18 @@ public sealed class TwoPCClient(HttpClient http)
         return await ReadAsync<CoordinatorInfoDto>(response, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Commits, relaying the participants' signed Yes votes collected from the branch services' answers.</summary>
+    internal async Task<OutcomeDto> CommitRelayingAsync(string id, IReadOnlyList<string> preparedVotes, CancellationToken cancellationToken)
+    {
+        if (preparedVotes.Count == 0)
+        {
+            return await CommitAsync(id, cancellationToken).ConfigureAwait(false);
+        }
+
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/commit", new CommitRequest(preparedVotes), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<OutcomeDto>(response, cancellationToken).ConfigureAwait(false);
+    }
+
     private async Task<OutcomeDto> FinishAsync(string id, string action, CancellationToken cancellationToken)
     {
         using var response = await Http.PostAsync(TransactionPath(id) + "/" + action, null, cancellationToken).ConfigureAwait(false);
@@ -130,15 +152,20 @@ public sealed class TwoPCClient(HttpClient http)
 /// <summary>Calls branch services inside a global transaction.</summary>
 public static class HttpClientTransactionExtensions
 {
-    /// <summary>Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>.</summary>
-    public static Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>,
+    /// and keeps the <see cref="TwoPCHeaders.PreparedVote"/> the answer carries for the transaction's commit.
+    /// </summary>
+    public static async Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(transaction);
         request.Headers.Remove(TwoPCHeaders.TransactionId);
         request.Headers.Add(TwoPCHeaders.TransactionId, transaction.Id);
-        return http.SendAsync(request, cancellationToken);
+        var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        transaction.CollectPreparedVotes(response);
+        return response;
     }
 
     /// <summary>POSTs <paramref name="body"/> as JSON to a branch service inside <paramref name="transaction"/>.</summary>

@@ -9,6 +9,25 @@ namespace TwoPC.Coordinator.Server;
 public static partial class TwoPCApiEndpoints
 {
     /// <summary>
+    /// <c>POST /transactions/{id}/commit</c>, with an optional body <c>{ "preparedVotes": [...] }</c>: the participants' signed Yes
+    /// votes the client collected from the branch services' answers, each counted only when its participant's signature holds
+    /// (<see cref="PreparedVoteRelay"/>); a body this coordinator cannot read is ignored (an older client sends none).
+    /// </summary>
+    private static async Task<IResult> CommitAsync(string id, HttpRequest request, TransactionRegistry registry, CancellationToken cancellationToken)
+    {
+        if (TryParseId(id, out var txId, out _) && registry.TryGet(txId, out _))
+        {
+            var body = await ReadBodyAsync<CommitRequest>(request, optional: true);
+            if (body.Value?.PreparedVotes is { Count: > 0 } votes)
+            {
+                PreparedVoteRelay.Apply(request.HttpContext, txId, votes, registry);
+            }
+        }
+
+        return await FinishAsync(id, registry, commit: true, cancellationToken);
+    }
+
+    /// <summary>
     /// A participant reports branch <paramref name="xid"/> prepared. Authenticated and authorised exactly like its registration
     /// (a participant configured with a key must sign; a signed caller only under its own name). The vote counts only for
     /// that XID, a branch of transaction <paramref name="id"/> that this participant registered and that phase 1 has not

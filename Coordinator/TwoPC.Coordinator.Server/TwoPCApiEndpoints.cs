@@ -50,7 +50,8 @@ public static partial class TwoPCApiEndpoints
             .Produces(StatusCodes.Status204NoContent)
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status403Forbidden);
-        tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
+        tx.MapPost("/{id}/commit", (string id, HttpRequest request, TransactionRegistry registry, CancellationToken ct) => CommitAsync(id, request, registry, ct))
+            .Accepts<CommitRequest>(true, "application/json")
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);

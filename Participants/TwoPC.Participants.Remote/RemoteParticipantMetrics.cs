@@ -19,7 +19,7 @@ internal sealed class RemoteParticipantMetrics : IDisposable
         _meter = meterFactory?.Create(new MeterOptions(TwoPCTelemetry.MeterName)) ?? new Meter(TwoPCTelemetry.MeterName);
         _votes = _meter.CreateCounter<long>("twopc.remote.votes", "{branch}", "Remote branches that ended their work, by vote.");
         _callbacks = _meter.CreateCounter<long>("twopc.remote.callbacks", "{call}", "Coordinator callbacks served, by action and answer.");
-        _reports = _meter.CreateCounter<long>("twopc.remote.prepared_reports", "{branch}", "Yes votes reported to the coordinator right after PREPARE, by result (taken, refused, failed).");
+        _reports = _meter.CreateCounter<long>("twopc.remote.prepared_reports", "{branch}", "Yes votes made known to the coordinator before phase 1, by result: signed (into the answer, for the caller to relay), taken, refused, failed or unsupported (reported directly).");
         _recovered = _meter.CreateCounter<long>("twopc.remote.recovered", "{branch}", "Prepared branches resolved by participant-side recovery, by action.");
     }
 

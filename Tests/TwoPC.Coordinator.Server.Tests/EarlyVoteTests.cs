@@ -110,6 +110,50 @@ public sealed class EarlyVoteTests(AuthServerFixture server) : IClassFixture<Aut
         alpha.Http.Dispose();
     }
 
+    [Fact]
+    public async Task A_vote_relayed_with_the_commit_counts_only_when_its_participant_signature_holds_for_that_branch()
+    {
+        var alpha = server.Client(AuthServerFixture.AlphaKey);
+        using var payments = server.Participant("payments", AuthServerFixture.PaymentsKey);
+        using var shipping = server.Participant("shipping", AuthServerFixture.ShippingKey);
+        var id = (await alpha.BeginAsync(TimeSpan.FromSeconds(60))).Id;
+        var other = (await alpha.BeginAsync(TimeSpan.FromSeconds(60))).Id;
+        var xp = await RegisterAsync(payments, id, "payments");
+        var xs = await RegisterAsync(shipping, id, "shipping");
+        var xo = await RegisterAsync(shipping, other, "shipping");
+        var recoveryData = Convert.ToBase64String("pg-xid-42"u8);
+
+        var valid = await SignedVoteAsync(id, xp, "payments", AuthServerFixture.PaymentsKey, recoveryData);
+        var forged = await SignedVoteAsync(id, xs, "shipping", AuthServerFixture.PaymentsKey, null);          // not shipping's key
+        var tampered = (await SignedVoteAsync(id, xs, "shipping", AuthServerFixture.ShippingKey, null))[..^4] + "AAA="; // body changed
+        var moved = await SignedVoteAsync(other, xo, "shipping", AuthServerFixture.ShippingKey, null);        // another transaction's
+        using (var commit = await alpha.Http.PostAsJsonAsync($"transactions/{id}/commit", new { preparedVotes = new[] { valid, forged, tampered, moved, "garbage" } }))
+        {
+            Assert.Equal(HttpStatusCode.OK, commit.StatusCode);
+            Assert.Equal(OutcomeKindDto.Committed, (await commit.Content.ReadFromJsonAsync<OutcomeDto>(TwoPCJson.Options))!.Kind);
+        }
+
+        var calls = server.Participants.Calls.ToArray();
+        Assert.DoesNotContain($"payments prepare {xp}", calls);
+        Assert.Contains($"shipping prepare {xs}", calls);
+        Assert.Equal(recoveryData, server.Participants.CommitRecoveryData[("payments", xp)]);
+
+        // The other transaction's branch was not touched by its vote being relayed elsewhere: it is still asked.
+        Assert.Equal(OutcomeKindDto.Committed, (await alpha.CommitAsync(other)).Kind);
+        Assert.Contains($"shipping prepare {xo}", server.Participants.Calls);
+        alpha.Http.Dispose();
+    }
+
+    /// <summary>What the participant SDK answers a branch request with (<see cref="TwoPCHeaders.PreparedVote"/>).</summary>
+    private async Task<string> SignedVoteAsync(string id, string xid, string name, string key, string? recoveryData)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new { resourceManager = name, recoveryData }, TwoPCJson.Options);
+        using var call = new HttpRequestMessage(HttpMethod.Post, new Uri(server.Url, $"transactions/{Uri.EscapeDataString(id)}/branches/{Uri.EscapeDataString(xid)}/prepared")) { Content = new ByteArrayContent(body) };
+        await RequestSignature.SignAsync(call, name, key, TimeProvider.System.GetUtcNow(), CancellationToken.None);
+        return string.Join(';', call.Headers.GetValues(RequestSignature.KeyIdHeader).Single(), Uri.EscapeDataString(xid),
+            call.Headers.GetValues(RequestSignature.TimestampHeader).Single(), call.Headers.GetValues(RequestSignature.SignatureHeader).Single(), Convert.ToBase64String(body));
+    }
+
     private async Task<string> RegisterAsync(HttpClient participant, string id, string name)
     {
         using var response = await participant.PostAsJsonAsync($"transactions/{id}/branches", new { resourceManager = name, callbackUrl = server.Participants.CallbackUrl(name) });
