@@ -18,6 +18,17 @@ public sealed record BeginTransactionResponse(string Id, DateTimeOffset Deadline
 /// <param name="CallbackUrl">The participant's base URL; the coordinator POSTs <c>/prepare</c>, <c>/commit</c> and <c>/rollback</c> under it.</param>
 internal sealed record RegisterBranchRequest(string? ResourceManager, string? CallbackUrl);
 
+/// <summary>Body of <c>POST /transactions/{id}/branches/{xid}/prepared</c>: the participant's Yes vote, reported early.</summary>
+/// <param name="ResourceManager">The participant's name, as it registered the branch (a signed caller: its own name).</param>
+/// <param name="RecoveryData">What the participant would have answered <c>/prepare</c> with (base64, at most
+/// <see cref="PrepareCallbackResponse.MaxRecoveryDataLength"/> characters), or none.</param>
+internal sealed record ReportPreparedRequest(string? ResourceManager, string? RecoveryData);
+
+/// <summary>Body of <c>POST /transactions/{id}/commit</c> (optional).</summary>
+/// <param name="PreparedVotes">The <see cref="TwoPCHeaders.PreparedVote"/> headers the branch services answered with, relayed
+/// as they came: each is a participant's Yes vote signed with its own key, which the coordinator checks before it counts.</param>
+internal sealed record CommitRequest(IReadOnlyList<string>? PreparedVotes);
+
 /// <summary>A remote branch just enlisted.</summary>
 /// <param name="Xid">The branch's XID: the participant prepares under this name.</param>
 /// <param name="Deadline">The transaction's deadline, when known.</param>

@@ -7,7 +7,9 @@ namespace TwoPC.Client;
 /// </summary>
 public sealed partial class CoordinatorTransaction : IAsyncDisposable
 {
+    private const int MaxPreparedVotes = 256;
     private readonly TwoPCClient _client;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _preparedVotes = new();
     private int _finished;
 
     internal CoordinatorTransaction(TwoPCClient client, string id, DateTimeOffset deadline)
@@ -27,11 +29,29 @@ public sealed partial class CoordinatorTransaction : IAsyncDisposable
     public Task<PublishMessageResponse> PublishAsync<T>(string exchange, string routingKey, T body, string? type = null, IReadOnlyDictionary<string, string>? headers = null, CancellationToken cancellationToken = default) =>
         _client.PublishAsync(Id, exchange, routingKey, body, type, headers, cancellationToken);
 
-    /// <summary>Commits (see <see cref="TwoPCClient.CommitAsync"/>).</summary>
+    /// <summary>
+    /// Commits (see <see cref="TwoPCClient.CommitAsync"/>), relaying the participants' signed Yes votes that the branch
+    /// services answered with (<see cref="TwoPCHeaders.PreparedVote"/>), so the coordinator sends those branches no prepare callback.
+    /// </summary>
     public Task<OutcomeDto> CommitAsync(CancellationToken cancellationToken = default)
     {
         Interlocked.Exchange(ref _finished, 1);
-        return _client.CommitAsync(Id, cancellationToken);
+        return _client.CommitRelayingAsync(Id, [.. _preparedVotes], cancellationToken);
+    }
+
+    /// <summary>Keeps the <see cref="TwoPCHeaders.PreparedVote"/> headers of a branch service's answer (at most 256 in all).</summary>
+    internal void CollectPreparedVotes(HttpResponseMessage response)
+    {
+        if (response.Headers.TryGetValues(TwoPCHeaders.PreparedVote, out var votes))
+        {
+            foreach (var vote in votes)
+            {
+                if (_preparedVotes.Count < MaxPreparedVotes && vote.Length <= 8 * 1024)
+                {
+                    _preparedVotes.Enqueue(vote);
+                }
+            }
+        }
     }
 
     /// <summary>Rolls back (see <see cref="TwoPCClient.RollbackAsync"/>).</summary>

@@ -8,6 +8,16 @@ public static class TwoPCHeaders
 {
     /// <summary><c>TwoPC-Transaction-Id</c>: the global transaction a branch request belongs to.</summary>
     public const string TransactionId = "TwoPC-Transaction-Id";
+
+    /// <summary>
+    /// <c>TwoPC-Prepared-Vote</c>: on a branch service's answer, the participant's Yes vote for its branch, signed with the
+    /// participant's own key (<c>{keyId};{xid};{timestamp};{signature};{base64 body}</c>, all URI-escaped where needed:
+    /// exactly the signature headers and body of the <c>POST /transactions/{id}/branches/{xid}/prepared</c> call it stands for).
+    /// <see cref="CoordinatorTransaction"/> collects it from answers to calls made with
+    /// <see cref="HttpClientTransactionExtensions.SendInTransactionAsync"/> and relays it with the commit, so the coordinator
+    /// needs neither that call nor a prepare callback. Opaque to the caller, who can neither forge nor alter it.
+    /// </summary>
+    public const string PreparedVote = "TwoPC-Prepared-Vote";
 }
 
 /// <summary>
@@ -68,6 +78,27 @@ public sealed class TwoPCClient(HttpClient http)
     }
 
     /// <summary>
+    /// Reports that branch <paramref name="xid"/> of transaction <paramref name="id"/> is prepared: the participant's Yes vote,
+    /// with the recovery data it would have answered <c>/prepare</c> with. The coordinator then sends that branch no prepare
+    /// callback. The participant SDK calls it right after <c>PREPARE TRANSACTION</c>, before its request answers.
+    /// </summary>
+    /// <param name="id">The global transaction id.</param>
+    /// <param name="xid">The branch's XID, as the registration answered it.</param>
+    /// <param name="resourceManager">The participant's name, as it registered the branch.</param>
+    /// <param name="recoveryData">Base64 recovery data (at most <see cref="PrepareCallbackResponse.MaxRecoveryDataLength"/> characters), or none.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="TwoPCApiException">404 unknown transaction or no such branch waiting for its vote (a coordinator older than
+    /// this call answers 404 without problem details), 409 the transaction is no longer active: either way the coordinator asks
+    /// <c>/prepare</c> if it still needs the vote.</exception>
+    public async Task ReportPreparedAsync(string id, string xid, string resourceManager, string? recoveryData = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(xid);
+        var body = new ReportPreparedRequest(resourceManager, recoveryData);
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/branches/" + Uri.EscapeDataString(xid) + "/prepared", body, TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        await TwoPCApiException.ThrowIfFailedAsync(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Stages a message that the coordinator publishes to RabbitMQ (with publisher confirms) if and only if
     /// transaction <paramref name="id"/> commits. Needs a coordinator configured with <c>Coordinator:RabbitMq:Uri</c>.
     /// </summary>
@@ -84,6 +115,18 @@ public sealed class TwoPCClient(HttpClient http)
     {
         using var response = await Http.GetAsync("info", cancellationToken).ConfigureAwait(false);
         return await ReadAsync<CoordinatorInfoDto>(response, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Commits, relaying the participants' signed Yes votes collected from the branch services' answers.</summary>
+    internal async Task<OutcomeDto> CommitRelayingAsync(string id, IReadOnlyList<string> preparedVotes, CancellationToken cancellationToken)
+    {
+        if (preparedVotes.Count == 0)
+        {
+            return await CommitAsync(id, cancellationToken).ConfigureAwait(false);
+        }
+
+        using var response = await Http.PostAsJsonAsync(TransactionPath(id) + "/commit", new CommitRequest(preparedVotes), TwoPCJson.Options, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync<OutcomeDto>(response, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<OutcomeDto> FinishAsync(string id, string action, CancellationToken cancellationToken)
@@ -109,15 +152,20 @@ public sealed class TwoPCClient(HttpClient http)
 /// <summary>Calls branch services inside a global transaction.</summary>
 public static class HttpClientTransactionExtensions
 {
-    /// <summary>Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>.</summary>
-    public static Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Sends <paramref name="request"/> with the <see cref="TwoPCHeaders.TransactionId"/> header of <paramref name="transaction"/>,
+    /// and keeps the <see cref="TwoPCHeaders.PreparedVote"/> the answer carries for the transaction's commit.
+    /// </summary>
+    public static async Task<HttpResponseMessage> SendInTransactionAsync(this HttpClient http, HttpRequestMessage request, CoordinatorTransaction transaction, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(transaction);
         request.Headers.Remove(TwoPCHeaders.TransactionId);
         request.Headers.Add(TwoPCHeaders.TransactionId, transaction.Id);
-        return http.SendAsync(request, cancellationToken);
+        var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        transaction.CollectPreparedVotes(response);
+        return response;
     }
 
     /// <summary>POSTs <paramref name="body"/> as JSON to a branch service inside <paramref name="transaction"/>.</summary>

@@ -22,14 +22,22 @@ public sealed class TwoPCTransactionPropagationHandler : DelegatingHandler
     }
 
     /// <inheritdoc />
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <remarks>The <see cref="TwoPCHeaders.PreparedVote"/> of an answer to a request sent in the current transaction is kept for its commit.</remarks>
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (CoordinatorTransaction.Current is { } transaction && !request.Headers.Contains(TwoPCHeaders.TransactionId))
+        var transaction = CoordinatorTransaction.Current;
+        if (transaction is not null && !request.Headers.Contains(TwoPCHeaders.TransactionId))
         {
             request.Headers.Add(TwoPCHeaders.TransactionId, transaction.Id);
         }
 
-        return base.SendAsync(request, cancellationToken);
+        var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        if (transaction is not null && request.Headers.TryGetValues(TwoPCHeaders.TransactionId, out var ids) && ids.SingleOrDefault() == transaction.Id)
+        {
+            transaction.CollectPreparedVotes(response);
+        }
+
+        return response;
     }
 }

@@ -32,6 +32,9 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
 {
     private readonly ConcurrentDictionary<Xid, Uri> _callbackUrls = new();
 
+    // Branches registered and not yet asked for their vote: a participant may report its Yes vote for one of these early.
+    private readonly ConcurrentDictionary<Xid, HttpParticipantBranch> _awaitingVote = new();
+
     /// <inheritdoc />
     public string Name { get; } = name;
 
@@ -77,8 +80,33 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
         ArgumentNullException.ThrowIfNull(callbackUrl);
         callbackUrl = ConfiguredCallbackUrl ?? callbackUrl;
         _callbackUrls[xid] = callbackUrl;
-        return new HttpParticipantBranch(this, xid, callbackUrl);
+        var branch = new HttpParticipantBranch(this, xid, callbackUrl);
+        _awaitingVote[xid] = branch;
+        return branch;
     }
+
+    /// <summary>
+    /// The participant reports that branch <paramref name="xid"/> prepared (<c>POST /transactions/{id}/branches/{xid}/prepared</c>,
+    /// authenticated like its registration): a Yes vote for that branch only, with <paramref name="participantData"/> as the
+    /// recovery data it would have answered <c>/prepare</c> with. Phase 1 then takes this vote and sends the branch no
+    /// prepare callback; its recovery data (callback URL and participant data) is logged with the decision exactly as
+    /// a vote answered by callback is.
+    /// </summary>
+    /// <returns><see langword="false"/> when no branch <paramref name="xid"/> of this participant is waiting for its vote
+    /// (unknown, or phase 1 already asked it, or it was rolled back).</returns>
+    internal bool TryReportPrepared(Xid xid, string? participantData)
+    {
+        if (!_awaitingVote.TryGetValue(xid, out var branch))
+        {
+            return false;
+        }
+
+        branch.Reported = Vote.Yes(EncodeRecoveryData(branch.CallbackUrl, participantData));
+        return _awaitingVote.ContainsKey(xid);
+    }
+
+    /// <summary>Whether <paramref name="data"/> is recovery data a participant may answer with (base64, at most the contract's length).</summary>
+    internal static bool IsValidRecoveryData(string data) => data.Length <= PrepareCallbackResponse.MaxRecoveryDataLength && IsBase64(data);
 
     /// <summary>Asks the participant to prepare; 409 is a No vote, 425 is asked again until the token is cancelled.</summary>
     internal async ValueTask<Vote> PrepareAsync(Uri callbackUrl, Xid xid, CancellationToken cancellationToken)
@@ -93,7 +121,7 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
                     switch (answer.Vote)
                     {
                         case CallbackVote.Yes:
-                            if (answer.RecoveryData is { } data && (data.Length > PrepareCallbackResponse.MaxRecoveryDataLength || !IsBase64(data)))
+                            if (answer.RecoveryData is { } data && !IsValidRecoveryData(data))
                             {
                                 throw new InvalidOperationException($"'{Name}' answered prepare of {xid} with recovery data that is not base64 of at most {PrepareCallbackResponse.MaxRecoveryDataLength} characters.");
                             }
@@ -282,15 +310,36 @@ public sealed class HttpParticipantResourceManager(string name, IHttpClientFacto
 
     private sealed class HttpParticipantBranch(HttpParticipantResourceManager resourceManager, Xid xid, Uri callbackUrl) : ITransactionBranch
     {
+        private Vote? _reported;
+
         public IResourceManager ResourceManager => resourceManager;
 
-        public ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken) => resourceManager.PrepareAsync(callbackUrl, xid, cancellationToken);
+        public Uri CallbackUrl => callbackUrl;
+
+        /// <summary>The Yes vote the participant reported before phase 1 asked (null: not reported; ask by callback).</summary>
+        public Vote? Reported
+        {
+            get => Volatile.Read(ref _reported);
+            set => Volatile.Write(ref _reported, value);
+        }
+
+        // A vote reported early is taken as it is; otherwise (an older participant, or a report that did not arrive in time)
+        // the prepare callback asks. Either way the branch stops waiting for a report: a late one changes nothing.
+        public async ValueTask<Vote> PrepareAsync(CancellationToken cancellationToken)
+        {
+            resourceManager._awaitingVote.TryRemove(xid, out _);
+            return Reported ?? await resourceManager.PrepareAsync(callbackUrl, xid, cancellationToken).ConfigureAwait(false);
+        }
 
         // The contract has no one-phase call, and the coordinator never asks for one: CommitsAtomically is false, so
         // even a lone remote branch is prepared, its decision logged, and committed by callback until it answers.
         public ValueTask<BranchOutcome> CommitOnePhaseAsync(CancellationToken cancellationToken) =>
             throw new NotSupportedException($"Remote branch {xid} of '{resourceManager.Name}' cannot commit in one phase: a remote participant is always prepared and committed by callback.");
 
-        public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken) => resourceManager.FinishAsync(callbackUrl, "rollback", xid, cancellationToken);
+        public ValueTask<BranchOutcome> RollbackAsync(CancellationToken cancellationToken)
+        {
+            resourceManager._awaitingVote.TryRemove(xid, out _);
+            return resourceManager.FinishAsync(callbackUrl, "rollback", xid, cancellationToken);
+        }
     }
 }

@@ -98,6 +98,14 @@ public sealed class TransactionRegistry(TransactionCoordinator coordinator, IHtt
     /// <exception cref="ArgumentException">The name is invalid.</exception>
     public HttpParticipantResourceManager GetOrRegisterRemote(string name)
     {
+        return TryGetRemote(name, out var known) ? known : Register(name);
+    }
+
+    /// <summary>The remote participant <paramref name="name"/>, if a branch of it was registered since this process started.</summary>
+    internal bool TryGetRemote(string name, out HttpParticipantResourceManager remote) => _remotes.TryGetValue(name, out remote!);
+
+    private HttpParticipantResourceManager Register(string name)
+    {
         // Every branch registration comes here: known names are answered without the lock or a scan.
         if (_remotes.TryGetValue(name, out var known))
         {

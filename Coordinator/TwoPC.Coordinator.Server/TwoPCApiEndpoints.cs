@@ -13,7 +13,7 @@ using TwoPC.Transactions;
 namespace TwoPC.Coordinator.Server;
 
 /// <summary>The coordinator's HTTP/JSON API.</summary>
-public static class TwoPCApiEndpoints
+public static partial class TwoPCApiEndpoints
 {
     /// <summary>The header carrying the admin API key (configuration <c>Admin:ApiKey</c>).</summary>
     public const string ApiKeyHeader = "X-Api-Key";
@@ -46,7 +46,12 @@ public static class TwoPCApiEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
-        tx.MapPost("/{id}/commit", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: true, ct))
+        tx.MapPost("/{id}/branches/{xid}/prepared", ReportPreparedAsync).Accepts<ReportPreparedRequest>("application/json")
+            .Produces(StatusCodes.Status204NoContent)
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+        tx.MapPost("/{id}/commit", (string id, HttpRequest request, TransactionRegistry registry, CancellationToken ct) => CommitAsync(id, request, registry, ct))
+            .Accepts<CommitRequest>(true, "application/json")
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);
         tx.MapPost("/{id}/rollback", (string id, TransactionRegistry registry, CancellationToken ct) => FinishAsync(id, registry, commit: false, ct))
             .Produces<OutcomeDto>().ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound);

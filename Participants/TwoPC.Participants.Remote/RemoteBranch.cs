@@ -72,6 +72,9 @@ public sealed class RemoteBranch : IAsyncDisposable
     /// <summary>The vote, once prepared.</summary>
     public Vote? Vote => _vote;
 
+    /// <summary>The signed Yes vote the branch request answers with (<c>TwoPC-Prepared-Vote</c>), once prepared Yes; else null.</summary>
+    internal string? PreparedVote { get; private set; }
+
     internal Activity? Activity { get; }
 
     internal BranchState State
@@ -129,6 +132,15 @@ public sealed class RemoteBranch : IAsyncDisposable
         _participant.Logger.Voted(Xid, vote.Kind);
         _participant.Metrics.Voted(vote.Kind);
         Activity?.SetTag("twopc.vote", vote.Kind.ToString());
+        if (vote.Kind == VoteKind.Yes)
+        {
+            // Signed into the answer for the caller to relay with its commit, and (if configured) reported before the
+            // request answers: either way phase 1 sends no prepare callback. Best effort: when neither reaches the
+            // coordinator, the callback asks as before.
+            PreparedVote = await _participant.SignPreparedVoteAsync(this, vote, cancellationToken).ConfigureAwait(false);
+            await _participant.ReportPreparedAsync(this, vote, cancellationToken).ConfigureAwait(false);
+        }
+
         return vote;
     }
 

@@ -95,6 +95,11 @@ public static class RemoteParticipantEndpoints
                 // Not bound to the request's token: once the work is done, a caller gone away must not leave the
                 // prepare half-done. A branch the coordinator already rolled back (its deadline passed) has voted No.
                 var vote = branch.Vote ?? await branch.PrepareAsync(CancellationToken.None).ConfigureAwait(false);
+                if (vote.Kind == VoteKind.Yes && branch.PreparedVote is { } signed && !http.Response.HasStarted)
+                {
+                    http.Response.Headers[TwoPCHeaders.PreparedVote] = signed; // relayed by the caller with its commit
+                }
+
                 return vote.Kind == VoteKind.No
                     ? Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Branch could not prepare", detail: vote.Reason)
                     : result;

@@ -53,4 +53,10 @@ internal static partial class RemoteParticipantLog
 
     [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovery of '{Name}': branch {Xid} has a heuristic outcome at the coordinator; left for an operator")]
     public static partial void RecoveryHeuristic(this ILogger logger, string name, Xid xid);
+
+    [LoggerMessage(EventId = 7017, Level = LogLevel.Debug, Message = "Branch {Xid}: the coordinator did not take its Yes vote reported early ({Reason}); it asks by the prepare callback")]
+    public static partial void PreparedNotReported(this ILogger logger, Xid xid, string reason);
+
+    [LoggerMessage(EventId = 7018, Level = LogLevel.Information, Message = "The coordinator at {CoordinatorUrl} does not take Yes votes reported early (it answered 404 without problem details: an older version); this participant stops reporting them and answers the prepare callbacks")]
+    public static partial void PreparedReportsUnsupported(this ILogger logger, Uri coordinatorUrl);
 }

@@ -10,6 +10,7 @@ internal sealed class RemoteParticipantMetrics : IDisposable
     private readonly Counter<long> _votes;
     private readonly Counter<long> _callbacks;
     private readonly Counter<long> _recovered;
+    private readonly Counter<long> _reports;
     private readonly string _name;
 
     public RemoteParticipantMetrics(string name, IMeterFactory? meterFactory)
@@ -18,6 +19,7 @@ internal sealed class RemoteParticipantMetrics : IDisposable
         _meter = meterFactory?.Create(new MeterOptions(TwoPCTelemetry.MeterName)) ?? new Meter(TwoPCTelemetry.MeterName);
         _votes = _meter.CreateCounter<long>("twopc.remote.votes", "{branch}", "Remote branches that ended their work, by vote.");
         _callbacks = _meter.CreateCounter<long>("twopc.remote.callbacks", "{call}", "Coordinator callbacks served, by action and answer.");
+        _reports = _meter.CreateCounter<long>("twopc.remote.prepared_reports", "{branch}", "Yes votes made known to the coordinator before phase 1, by result: signed (into the answer, for the caller to relay), taken, refused, failed or unsupported (reported directly).");
         _recovered = _meter.CreateCounter<long>("twopc.remote.recovered", "{branch}", "Prepared branches resolved by participant-side recovery, by action.");
     }
 
@@ -29,6 +31,9 @@ internal sealed class RemoteParticipantMetrics : IDisposable
 
     public void Recovered(string action) =>
         _recovered.Add(1, new KeyValuePair<string, object?>("twopc.resource_manager", _name), new KeyValuePair<string, object?>("twopc.action", action));
+
+    public void PreparedReported(string result) =>
+        _reports.Add(1, new KeyValuePair<string, object?>("twopc.resource_manager", _name), new KeyValuePair<string, object?>("twopc.result", result));
 
     public void Dispose() => _meter.Dispose();
 }

@@ -54,6 +54,24 @@ public sealed class RemoteParticipantOptions
     /// </summary>
     public TimeSpan OrphanSafetyInterval { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// Answer a branch request whose branch prepared with its Yes vote signed with <see cref="Key"/>, in the
+    /// <c>TwoPC-Prepared-Vote</c> header (<see cref="TwoPC.Client.TwoPCHeaders.PreparedVote"/>). A caller using
+    /// <c>TwoPC.Client</c> relays it with its commit and the coordinator, after checking the signature, sends the branch no
+    /// prepare callback: no extra request at all. A caller that does not relay it changes nothing (the coordinator asks
+    /// <c>/prepare</c>). Needs a <see cref="Key"/>. Default true.
+    /// </summary>
+    public bool RelayPreparedVotes { get; set; } = true;
+
+    /// <summary>
+    /// Also report a branch's Yes vote to the coordinator directly, right after <c>PREPARE TRANSACTION</c> and before the
+    /// request answers (<c>POST /transactions/{id}/branches/{xid}/prepared</c>, signed like the registration): for callers
+    /// that do not relay <see cref="RelayPreparedVotes"/>' header. It costs the request a round trip to the coordinator
+    /// (instead of the prepare callback). A coordinator that predates the call answers 404; this participant then stops
+    /// reporting. Default false.
+    /// </summary>
+    public bool ReportPreparedVotes { get; set; }
+
     /// <summary>How long one call to the coordinator may take. Default 10 s.</summary>
     public TimeSpan CoordinatorCallTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

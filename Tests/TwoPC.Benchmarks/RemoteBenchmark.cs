@@ -22,7 +22,7 @@ namespace TwoPC.Benchmarks;
 /// same run and on the same PostgreSQL server: (a) the embedded coordinator enlisting both databases
 /// directly, and (b) two plain HTTP calls, each committing locally (not atomic).
 /// </summary>
-public static class RemoteBenchmark
+public static partial class RemoteBenchmark
 {
     public static async Task<int> RunAsync(string[] args, ReportPoints? report = null)
     {
@@ -94,6 +94,25 @@ public static class RemoteBenchmark
                 throw new InvalidOperationException($"embedded benchmark transaction ended {outcome.Kind}: {outcome.Reason}");
             }
         };
+        using var profile = new Profile();
+        Func<Task> profiled = async () =>
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var step = started;
+            await using var tx = await client.BeginAsync();
+            profile.Step("1. begin (POST /transactions)", step);
+            step = System.Diagnostics.Stopwatch.GetTimestamp();
+            await Task.WhenAll(PostAsync(http, urls[0], "entries", tx), PostAsync(http, urls[1], "entries", tx));
+            profile.Step("2. both branch calls, in parallel (join, INSERT, PREPARE)", step);
+            step = System.Diagnostics.Stopwatch.GetTimestamp();
+            var outcome = await tx.CommitAsync();
+            profile.Step("3. commit (POST /transactions/{id}/commit)", step);
+            profile.Step("transaction", started);
+            if (outcome.Kind != OutcomeKindDto.Committed)
+            {
+                throw new InvalidOperationException($"remote benchmark transaction ended {outcome.Kind}: {outcome.Reason}");
+            }
+        };
         Func<Task> plain = () => Task.WhenAll(PostAsync(http, urls[0], "plain-entries", null), PostAsync(http, urls[1], "plain-entries", null));
 
         foreach (var variant in new[] { remote, embeddedTransaction, plain })
@@ -117,6 +136,8 @@ public static class RemoteBenchmark
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"c={concurrency}: remote {r.PerSecond:N0}/s, embedded {e.PerSecond:N0}/s, plain HTTP {p.PerSecond:N0}/s"));
         }
 
+        var profileText = await profile.RunAsync(32, duration, profiled);
+        Console.WriteLine(profileText);
         var table = new StringBuilder();
         table.AppendLine("| concurrent | remote TwoPC tx/s | p50 ms | p99 ms | embedded TwoPC tx/s | p50 ms | p99 ms | 2 plain HTTP calls/s | p50 ms | p99 ms | remote ÷ embedded | remote ÷ plain |");
         table.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -131,11 +152,12 @@ public static class RemoteBenchmark
         var at32 = rows.Single(x => x.Concurrency == 32);
         var verdict = string.Create(CultureInfo.InvariantCulture,
             $"At 32 concurrent the standalone coordinator with two remote services runs at {at32.Remote.PerSecond / at32.Embedded.PerSecond:F2} × the embedded coordinator and {at32.Remote.PerSecond / at32.Plain.PerSecond:F2} × two non-atomic HTTP calls.")
-            + " On top of the same two branch calls, a remote transaction makes eight more HTTP round trips — begin, a registration per branch, the coordinator's prepare and commit callback per branch, the commit request — plus the forced decision, all on the same 2 cores here.";
+            + string.Create(CultureInfo.InvariantCulture, $" A remote transaction makes {profile.RequestsPerTransaction:0.#} HTTP requests (the two branch calls included; profile below): begin, a registration per branch, the commit request (relaying the Yes votes the participants signed into their answers, so no prepare callback) and a commit callback per branch, plus the forced decision, all on the same 2 cores here.");
         Console.WriteLine(verdict);
+        table.AppendLine().AppendLine("## Where the time goes").AppendLine().Append(profileText);
         ResultsFile.Write("remote.md", "Remote participants: the standalone coordinator over HTTP",
             $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- remote {seconds.ToString(CultureInfo.InvariantCulture)}",
-            $"One private PostgreSQL {server.Version} server (fsync on), two databases. In one process, all on loopback: the standalone coordinator (CoordinatorServer, durable WAL) and two ledger services (Tests/TwoPC.RemoteHost, the remote participant SDK); each transaction inserts one row through each service. Remote: begin over HTTP, both branch calls in parallel (each joins, inserts, prepares), commit over HTTP. Embedded: an in-process coordinator enlisting both databases directly (same SQL). Plain: the two services' non-transactional endpoint, each a local commit (not atomic). After a 3 s warm-up of every variant, each cell is measured twice ({seconds} s each, after a 1 s warm-up) in opposite orders and averaged.",
+            $"One private PostgreSQL {server.Version} server (fsync on), two databases. In one process, all on loopback: the standalone coordinator (CoordinatorServer, durable WAL) and two ledger services (Tests/TwoPC.RemoteHost, the remote participant SDK); each transaction inserts one row through each service. Remote: begin over HTTP, both branch calls in parallel (each joins, inserts, prepares and answers with its signed Yes vote, which the commit relays), commit over HTTP. Embedded: an in-process coordinator enlisting both databases directly (same SQL). Plain: the two services' non-transactional endpoint, each a local commit (not atomic). After a 3 s warm-up of every variant, each cell is measured twice ({seconds} s each, after a 1 s warm-up) in opposite orders and averaged.",
             table.ToString(), verdict, dataDirectory: server.DataDirectory);
 
         foreach (var app in services)

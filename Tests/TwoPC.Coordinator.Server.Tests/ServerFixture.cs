@@ -93,6 +93,9 @@ public sealed class Participants : IAsyncDisposable
     /// <summary>Every call, as "name action xid".</summary>
     public ConcurrentQueue<string> Calls { get; } = new();
 
+    /// <summary>The recovery data each commit callback carried (null: none), by participant and XID.</summary>
+    public ConcurrentDictionary<(string Name, string Xid), string?> CommitRecoveryData { get; } = new();
+
     public string BaseAddress { get; private set; } = null!;
 
     public string CallbackUrl(string name) => $"{BaseAddress}/{name}";
@@ -123,6 +126,7 @@ public sealed class Participants : IAsyncDisposable
         _app.MapPost("/{name}/commit", (string name, XidBody body) =>
         {
             Calls.Enqueue($"{name} commit {body.Xid}");
+            CommitRecoveryData[(name, body.Xid)] = body.RecoveryData;
             if (CommitStatus.TryGetValue(name, out var status))
             {
                 return Results.StatusCode(status);
@@ -161,5 +165,5 @@ public sealed class Participants : IAsyncDisposable
         }
     }
 
-    public sealed record XidBody(string Xid);
+    public sealed record XidBody(string Xid, string? RecoveryData = null);
 }

@@ -12,7 +12,7 @@ namespace TwoPC.Participants.Remote.Tests;
 /// three separate processes on loopback; crashes are SIGKILLs of a real process at a named step.
 /// </summary>
 [Collection(RemoteCollection.Name)]
-public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
+public sealed partial class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
 {
     private readonly DirectoryInfo _log = Directory.CreateTempSubdirectory("twopc-remote-log-");
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
@@ -171,7 +171,7 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
     {
         await using var tx = await _client.BeginAsync(TimeSpan.FromSeconds(30));
         await PostEntryAsync(_alpha, tx, "a-5", 10, HttpStatusCode.OK);
-        await PostEntryAsync(_beta, tx, "b-5", -10, HttpStatusCode.OK);
+        await PostEntryAsync(_beta, tx, "b-5", -10, HttpStatusCode.OK, relay: false); // beta's signed vote is not relayed
         Assert.Equal(1, await _beta.PreparedAsync());
 
         _beta.Kill(); // prepared in PostgreSQL, and its service gone before the coordinator asks for its vote
@@ -371,9 +371,17 @@ public sealed class MultiProcessTests(RemoteFixture fixture) : IAsyncLifetime
         }
     }
 
-    private async Task PostEntryAsync(LedgerProcess ledger, CoordinatorTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false)
+    // relay: false is a caller that sends the transaction id by hand, so the participant's signed vote is not relayed
+    // with the commit and the coordinator asks for it by callback.
+    private async Task PostEntryAsync(LedgerProcess ledger, CoordinatorTransaction tx, string id, int amount, HttpStatusCode expected, bool fail = false, bool relay = true)
     {
-        using var response = await _http.PostInTransactionAsync(new Uri(ledger.Url, "entries").AbsoluteUri, new { id, amount, fail }, tx);
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(ledger.Url, "entries")) { Content = System.Net.Http.Json.JsonContent.Create(new { id, amount, fail }) };
+        if (!relay)
+        {
+            request.Headers.TryAddWithoutValidation(TwoPCHeaders.TransactionId, tx.Id);
+        }
+
+        using var response = relay ? await _http.SendInTransactionAsync(request, tx) : await _http.SendAsync(request);
         Assert.True(expected == response.StatusCode, $"{ledger.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{ledger.Process.Describe()}");
     }
 

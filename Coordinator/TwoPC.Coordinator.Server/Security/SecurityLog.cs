@@ -17,4 +17,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 6404, Level = LogLevel.Warning, Message = "{Caller} refused on {Method} {Path}: {Rule}")]
     public static partial void CallerForbidden(ILogger logger, string caller, string method, string path, string rule);
+
+    [LoggerMessage(EventId = 6405, Level = LogLevel.Warning, Message = "A prepared vote relayed with the commit of {TransactionId} was ignored: its participant signature does not hold for this transaction (the branch is asked by callback)")]
+    public static partial void RelayedVoteIgnored(ILogger logger, string transactionId);
 }

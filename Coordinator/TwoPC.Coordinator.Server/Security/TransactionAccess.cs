@@ -26,6 +26,7 @@ internal static class TransactionAccess
             _ when HttpMethods.IsPost(method) && pattern.EndsWith("/transactions", StringComparison.Ordinal) => BeginAsync(context, next),
             _ when HttpMethods.IsGet(method) && pattern.EndsWith("/transactions/{id}", StringComparison.Ordinal) => ReadAsync(context, next),
             _ when HttpMethods.IsPost(method) && pattern.EndsWith("/transactions/{id}/branches", StringComparison.Ordinal) => RegisterAsync(context, next),
+            _ when HttpMethods.IsPost(method) && pattern.EndsWith("/transactions/{id}/branches/{xid}/prepared", StringComparison.Ordinal) => RegisterAsync(context, next),
             _ => DecideAsync(context, next),
         };
     }
@@ -60,7 +61,10 @@ internal static class TransactionAccess
         return NotOwned(context.HttpContext, caller) ?? await next(context).ConfigureAwait(false);
     }
 
-    /// <summary><c>POST /transactions/{id}/branches</c>: participants (the name is checked by <see cref="RefuseBranchName"/>).</summary>
+    /// <summary>
+    /// <c>POST /transactions/{id}/branches</c> and <c>/branches/{xid}/prepared</c> (a Yes vote reported early): participants
+    /// (the name is checked by <see cref="RefuseBranchName"/>).
+    /// </summary>
     private static async ValueTask<object?> RegisterAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var caller = ApiCaller.From(context.HttpContext.User);

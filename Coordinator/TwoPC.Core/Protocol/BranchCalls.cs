@@ -19,6 +19,8 @@ internal sealed class BranchCalls : IOrphanRollback
     private static readonly ResiliencePropertyKey<BranchCall> CallKey = new("twopc.branch-call");
 
     private readonly ResiliencePipeline<BranchOutcome> _untilDone;
+    private readonly ResiliencePipeline<BranchOutcome> _untilDoneGated;
+    private readonly ResiliencePipeline<BranchOutcome> _attempt;
     private readonly ResiliencePipeline<BranchOutcome> _bounded;
     private readonly ILogger _logger;
 
@@ -26,6 +28,8 @@ internal sealed class BranchCalls : IOrphanRollback
     {
         _logger = logger;
         _untilDone = Build(options, int.MaxValue, timeProvider);
+        _untilDoneGated = Build(options, int.MaxValue, timeProvider, attemptTimeout: false);
+        _attempt = Build(options, 0, timeProvider);
         _bounded = Build(options, options.RollbackAttempts - 1, timeProvider);
     }
 
@@ -47,6 +51,47 @@ internal sealed class BranchCalls : IOrphanRollback
                 throw;
             }
         }, (resolve, name: resourceManager, xid, recoveryData, onFailure), stopping);
+
+    /// <summary>
+    /// Like <see cref="CommitAsync(string, Func{IResourceManager?}, Xid, ReadOnlyMemory{byte}, CancellationToken, Action{Exception}?)"/>,
+    /// but every attempt first takes a slot of <paramref name="gate"/> (a bound on the calls in flight to one resource
+    /// manager) and gives it back when the attempt ends: the wait for a slot is outside the attempt's timeout, and a
+    /// branch waiting out its backoff between attempts holds no slot, so a resource that is down cannot starve the others.
+    /// </summary>
+    public ValueTask<BranchOutcome> CommitAsync(string resourceManager, Func<IResourceManager?> resolve, Xid xid, ReadOnlyMemory<byte> recoveryData, SemaphoreSlim gate, CancellationToken stopping, Action<Exception>? onFailure = null) =>
+        ExecuteAsync(_untilDoneGated, new BranchCall("commit", resourceManager, xid), static async (state, ct) =>
+        {
+            try
+            {
+                await state.gate.WaitAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                state.onFailure?.Invoke(ex);
+                throw;
+            }
+
+            try
+            {
+                return await state.attempt.ExecuteAsync(static async (s, attemptToken) =>
+                {
+                    try
+                    {
+                        var rm = s.resolve() ?? throw new ResourceManagerNotRegisteredException(s.name);
+                        return await rm.CommitAsync(s.xid, s.recoveryData, attemptToken).ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        s.onFailure?.Invoke(ex);
+                        throw;
+                    }
+                }, state, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                state.gate.Release();
+            }
+        }, (resolve, name: resourceManager, xid, recoveryData, onFailure, gate, attempt: _attempt), stopping);
 
     /// <summary>An operator's forced commit or rollback of one branch: a few attempts (like a rollback), then throws.</summary>
     public ValueTask<BranchOutcome> ForceAsync(IResourceManager resourceManager, bool commit, Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
@@ -95,7 +140,7 @@ internal sealed class BranchCalls : IOrphanRollback
         }
     }
 
-    private ResiliencePipeline<BranchOutcome> Build(TransactionCoordinatorOptions options, int retries, TimeProvider timeProvider)
+    private ResiliencePipeline<BranchOutcome> Build(TransactionCoordinatorOptions options, int retries, TimeProvider timeProvider, bool attemptTimeout = true)
     {
         var builder = new ResiliencePipelineBuilder<BranchOutcome> { TimeProvider = timeProvider };
         if (retries > 0)
@@ -126,7 +171,11 @@ internal sealed class BranchCalls : IOrphanRollback
             });
         }
 
-        builder.AddTimeout(options.BranchCallTimeout);
+        if (attemptTimeout)
+        {
+            builder.AddTimeout(options.BranchCallTimeout);
+        }
+
         return builder.Build();
     }
 

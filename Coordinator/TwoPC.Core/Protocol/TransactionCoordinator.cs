@@ -18,7 +18,7 @@ namespace TwoPC.Protocol;
 /// phase 2 of every logged decision, and resolves what the resource managers hold in doubt. Register
 /// every resource manager (under the same name) before starting, so recovery can reach them.
 /// </remarks>
-public sealed class TransactionCoordinator : IAsyncDisposable
+public sealed partial class TransactionCoordinator : IAsyncDisposable
 {
     // This class is the lifecycle (start and recovery, begin, stop, background loops) and the public face. It owns the
     // pieces and hands them down: the registry and the id allocator (no callbacks into this class), the completions
@@ -38,6 +38,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     private readonly TransactionCompletions _completions;
     private readonly CancellationTokenSource _stopping = new();
     private readonly TransactionIdAllocator _ids;
+    private readonly RedriveGates _redriveGates = new(DefaultRedriveParallelism);
     private Task _background = Task.CompletedTask;
     private volatile int _phase; // 0 created, 1 starting, 2 running, 3 stopping, 4 stopped
 
@@ -147,32 +148,9 @@ public sealed class TransactionCoordinator : IAsyncDisposable
             _table.AddHeuristic(heuristic);
         }
 
-        var redriven = 0;
-        foreach (var decision in state.PendingDecisions)
-        {
-            // A heuristic record supersedes its decision: the operator, not recovery, finishes it.
-            if (_table.TryGetHeuristic(decision.TransactionId, out _))
-            {
-                continue;
-            }
-
-            // Registered before it runs, so a quick re-drive cannot complete before it is listed.
-            redriven++;
-            var phaseTwo = new TaskCompletionSource<TransactionOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _table.AddRecovering(decision.TransactionId, phaseTwo.Task);
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    phaseTwo.TrySetResult(await RedriveAsync(decision).ConfigureAwait(false));
-                }
-                catch (Exception ex)
-                {
-                    phaseTwo.TrySetException(ex);
-                }
-            }, CancellationToken.None);
-        }
-
+        // Every decision is listed as recovering before the first pass classifies anything; the phase-2 calls
+        // themselves queue behind a bound per resource manager, so the pass's scan and orphan rollbacks get connections.
+        var redriven = Redrive(state.PendingDecisions);
         _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
         await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
         _phase = 2;
@@ -324,28 +302,6 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         _stopping.Dispose();
         _recovery.Dispose();
         _meter.Dispose();
-    }
-
-    private async Task<TransactionOutcome> RedriveAsync(CommitDecision decision)
-    {
-        var missingReported = new bool[decision.Branches.Count];
-        var outcome = await _protocol.CommitPreparedAsync(decision.TransactionId, decision.Branches, i =>
-        {
-            if (_resourceManagers.Find(decision.Branches[i].ResourceManager) is { } rm)
-            {
-                return rm;
-            }
-
-            if (!missingReported[i])
-            {
-                missingReported[i] = true;
-                _logger.ResourceManagerMissing(decision.Branches[i].ResourceManager, decision.Branches[i].Xid);
-            }
-
-            return null;
-        }, logged: true, reports: null, Time.GetTimestamp(), decision.DecidedAt).ConfigureAwait(false);
-        _metrics.RecoveredCommits.Add(decision.Branches.Count);
-        return outcome;
     }
 
     private async Task RecoveryLoopAsync(CancellationToken stopping)

@@ -41,6 +41,9 @@ internal sealed class TransactionTable(int recentCapacity) : ITransactionRecords
 
     public void AddRecovering(GlobalTransactionId id, Task<TransactionOutcome> phaseTwo) => _recovering[id] = phaseTwo;
 
+    /// <summary>Lists a logged decision as being driven, unless it is live already (begun here, or driven by an earlier call).</summary>
+    public bool TryAddRecovering(GlobalTransactionId id, Task<TransactionOutcome> phaseTwo) => !_active.ContainsKey(id) && _recovering.TryAdd(id, phaseTwo);
+
     public bool IsRecovering(GlobalTransactionId id) => _recovering.ContainsKey(id);
 
     public void AddHeuristic(HeuristicRecord record) => _heuristics[record.TransactionId] = record;

@@ -144,8 +144,9 @@ internal sealed class TwoPhaseCommit(
 
     /// <summary>
     /// Phase 2 of a commit decision: commit every branch until it answers, then END (all committed) or a
-    /// heuristic record. Recovery calls this for the decisions it finds in the log. While it runs, the
-    /// table lists its progress (which branches acknowledged) for operators and forced actions.
+    /// heuristic record. Recovery calls this for the decisions it finds in the log, with <paramref name="gates"/>
+    /// bounding the calls in flight per resource manager. While it runs, the table lists its progress (which
+    /// branches acknowledged) for operators and forced actions.
     /// </summary>
     public async Task<TransactionOutcome> CommitPreparedAsync(
         GlobalTransactionId id,
@@ -154,13 +155,14 @@ internal sealed class TwoPhaseCommit(
         bool logged,
         BranchReport[]? reports,
         long started,
-        DateTimeOffset decidedAt)
+        DateTimeOffset decidedAt,
+        RedriveGates? gates = null)
     {
         var progress = new PhaseTwoProgress(id, decidedAt, branches, logged);
         table.AddPhaseTwo(progress);
         try
         {
-            return await CommitPreparedCoreAsync(id, branches, resolve, logged, reports, started, progress).ConfigureAwait(false);
+            return await CommitPreparedCoreAsync(id, branches, resolve, logged, reports, started, progress, gates).ConfigureAwait(false);
         }
         finally
         {
@@ -175,7 +177,8 @@ internal sealed class TwoPhaseCommit(
         bool logged,
         BranchReport[]? reports,
         long started,
-        PhaseTwoProgress progress)
+        PhaseTwoProgress progress,
+        RedriveGates? gates)
     {
         var phaseTwo = time.GetTimestamp();
         var outcomes = new Task<BranchOutcome>[branches.Count];
@@ -234,7 +237,9 @@ internal sealed class TwoPhaseCommit(
         async Task<BranchOutcome> CommitOneAsync(int index)
         {
             var branch = branches[index];
-            var outcome = await calls.CommitAsync(branch.ResourceManager, () => resolve(index), branch.Xid, branch.RecoveryData, stopping, ex => progress.Failed(index, ex)).ConfigureAwait(false);
+            var outcome = gates is null
+                ? await calls.CommitAsync(branch.ResourceManager, () => resolve(index), branch.Xid, branch.RecoveryData, stopping, ex => progress.Failed(index, ex)).ConfigureAwait(false)
+                : await calls.CommitAsync(branch.ResourceManager, () => resolve(index), branch.Xid, branch.RecoveryData, gates.For(branch.ResourceManager), stopping, ex => progress.Failed(index, ex)).ConfigureAwait(false);
             progress.Acknowledge(index);
             await StepAsync(ProtocolStep.AfterBranchCommitted, id, Interlocked.Increment(ref acknowledged)).ConfigureAwait(false);
             return outcome;
