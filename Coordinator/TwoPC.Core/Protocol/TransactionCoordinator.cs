@@ -18,7 +18,7 @@ namespace TwoPC.Protocol;
 /// phase 2 of every logged decision, and resolves what the resource managers hold in doubt. Register
 /// every resource manager (under the same name) before starting, so recovery can reach them.
 /// </remarks>
-public sealed class TransactionCoordinator : IAsyncDisposable
+public sealed partial class TransactionCoordinator : IAsyncDisposable
 {
     // This class is the lifecycle (start and recovery, begin, stop, background loops) and the public face. It owns the
     // pieces and hands them down: the registry and the id allocator (no callbacks into this class), the completions
@@ -176,7 +176,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
         await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
         _phase = 2;
-        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token));
+        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token), TakeoverLoopAsync(_stopping.Token));
         _logger.CoordinatorStarted(_ids.Node.Value, _ids.Epoch);
     }
 
