@@ -51,7 +51,8 @@ internal sealed class HaCluster : IAsyncDisposable
     /// <summary>Starts a node and waits until it has recovered and holds its lease.</summary>
     public async Task<CrashHostProcess> StartNodeAsync(string node, params string[] extra)
     {
-        var process = CrashHostProcess.Start(["ha-node", "--node", node, "--log", Log, "--db-a", A, "--db-b", B, "--lease-ms", "2000", "--renew-ms", "500", .. extra]);
+        // The first occurrence of an argument wins, so extra arguments override the lease defaults after them.
+        var process = CrashHostProcess.Start(["ha-node", "--node", node, "--log", Log, "--db-a", A, "--db-b", B, .. extra, "--lease-ms", "2000", "--renew-ms", "500"]);
         _nodes.Add(process);
         Assert.NotNull(await process.WaitForLineAsync(Wait, "STARTED"));
         return process;
