@@ -160,7 +160,9 @@ public sealed partial class RemoteParticipant
 
     private async Task<string> CoordinatorNodeForAsync(string expected, CancellationToken cancellationToken)
     {
-        if (_coordinatorNode is { } known && known == expected)
+        // A cluster on a shared log answers for every node: its dead nodes' branches come from live ones, which is
+        // exactly when the node the branch names cannot be asked.
+        if (_coordinatorNode is { } known && (known == expected || known == SharedLogCluster))
         {
             return known;
         }
