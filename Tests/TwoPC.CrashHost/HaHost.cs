@@ -16,7 +16,7 @@ namespace TwoPC.CrashHost;
 /// </summary>
 /// <remarks>
 /// <c>ha-node --node ID --log CONN --db-a CONN --db-b CONN [--lease-ms 2000] [--renew-ms 500] [--transactions N]
-/// [--concurrency C] [--crash-step STEP --crash-at N --crash-k K] [--resume-file PATH]</c><br/>
+/// [--concurrency C] [--takeover-ms 250] [--crash-step STEP --crash-at N --crash-k K] [--resume-file PATH]</c><br/>
 /// With <c>--resume-file</c> the step is a pause, not a crash: the host reports <c>PAUSEPOINT</c>, waits for the file
 /// to exist (the test SIGSTOPs and SIGCONTs it meanwhile), then carries on.<br/>
 /// Lines: <c>STARTED node epoch</c>, <c>CRASHPOINT</c>/<c>PAUSEPOINT step gtrid</c>, <c>OUTCOME gtrid kind</c>,
@@ -39,7 +39,7 @@ internal static class HaHost
             NodeId = node,
             OrphanSafetyInterval = TimeSpan.FromMilliseconds(500),
             RecoveryInterval = TimeSpan.FromMilliseconds(500),
-            TakeoverInterval = TimeSpan.FromMilliseconds(250),
+            TakeoverInterval = TimeSpan.FromMilliseconds(Int(args, "--takeover-ms", 250)),
             RetryBaseDelay = TimeSpan.FromMilliseconds(20),
             RetryMaxDelay = TimeSpan.FromMilliseconds(500),
         };
