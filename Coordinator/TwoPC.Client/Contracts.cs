@@ -63,7 +63,15 @@ public sealed record RecoveryReportDto(IReadOnlyList<InDoubtDto> Branches, IRead
 /// <summary>Who the coordinator is (<c>GET /info</c>).</summary>
 /// <param name="NodeId">The coordinator's node id; its transaction ids start with it.</param>
 /// <param name="Epoch">The epoch of the current start.</param>
-public sealed record CoordinatorInfoDto(string NodeId, ulong Epoch);
+public sealed record CoordinatorInfoDto(string NodeId, ulong Epoch)
+{
+    /// <summary>
+    /// <see langword="true"/> when the coordinator is one node of a highly available cluster on a shared log: any of its
+    /// nodes answers for, commits and rolls back a transaction begun by any other, so a participant accepts every node's
+    /// branches from it.
+    /// </summary>
+    public bool SharedLog { get; init; }
+}
 
 /// <summary>Body of <c>POST /admin/branches/{xid}/commit</c> and <c>/rollback</c>.</summary>
 /// <param name="ResourceManager">The registered name of the branch's resource manager.</param>

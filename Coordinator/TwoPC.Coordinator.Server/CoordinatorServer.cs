@@ -25,6 +25,9 @@ public static class CoordinatorServer
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+
+        // Before authentication: a request about another node's transaction is that node's to authenticate and serve.
+        app.UseMiddleware<Cluster.ClusterForwarding>();
         app.UseAuthentication();
         app.UseAuthorization();
         app.MapOpenApi();
@@ -42,6 +45,10 @@ public static class CoordinatorServer
         var builder = services.AddTwoPhaseCommit(configuration.GetSection(TwoPCOptions.SectionName));
 
         DeploymentSecrets.Check(configuration);
+
+        // The other nodes of a cluster on a shared log, to forward requests about their transactions to.
+        services.AddSingleton(Cluster.ClusterNodes.FromConfiguration(server));
+        services.AddHttpClient(Cluster.ClusterForwarding.ClientName, client => client.Timeout = callTimeout);
 
         // Who the coordinator calls back, and how much at once: checked here, so a bad setting stops the start.
         var directory = ParticipantDirectory.FromConfiguration(server);

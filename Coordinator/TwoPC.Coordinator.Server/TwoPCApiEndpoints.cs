@@ -27,7 +27,7 @@ public static partial class TwoPCApiEndpoints
     public static IEndpointRouteBuilder MapTwoPCApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch)))
+        endpoints.MapGet("/info", (TransactionRegistry registry) => Results.Ok(new CoordinatorInfoDto(registry.Coordinator.NodeId.ToString(), registry.Coordinator.Epoch) { SharedLog = registry.Coordinator.Lease is not null }))
             .WithTags("Coordinator").Produces<CoordinatorInfoDto>()
             .RequireAuthorization(ApiAuthentication.CallerPolicy).ProducesProblem(StatusCodes.Status401Unauthorized);
         var tx = endpoints.MapGroup("/transactions").WithTags("Transactions");
@@ -106,9 +106,10 @@ public static partial class TwoPCApiEndpoints
         }
     }
 
-    private static IResult GetStatus(string id, TransactionRegistry registry) =>
+    // Any node of a cluster on a shared log answers for any node's transaction (the log is read for another node's).
+    private static async Task<IResult> GetStatus(string id, TransactionRegistry registry, CancellationToken cancellationToken) =>
         TryParseId(id, out var txId, out var error)
-            ? Results.Ok(registry.Coordinator.GetStatus(txId).ToDto())
+            ? Results.Ok((await registry.Coordinator.GetStatusAsync(txId, cancellationToken)).ToDto())
             : error;
 
     private static async Task<IResult> RegisterBranchAsync(string id, HttpRequest request, TransactionRegistry registry, ParticipantDirectory participants, ILoggerFactory loggers)

@@ -23,20 +23,27 @@ internal sealed class TwoPCConfigurationKeysValidator(IConfigurationSection sect
         .Distinct(StringComparer.Ordinal)
         .Order(StringComparer.Ordinal)];
 
+    /// <summary>The keys of the <c>Log</c> subsection (<see cref="TwoPCLogOptions"/>).</summary>
+    internal static readonly string[] KnownLogKeys = [.. typeof(TwoPCLogOptions)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.SetMethod is { IsPublic: true })
+        .Select(p => p.Name)
+        .Order(StringComparer.Ordinal)];
+
     public ValidateOptionsResult Validate(string? name, TwoPCOptions options)
     {
-        var unknown = section.GetChildren()
+        var prefix = section.Path.Length > 0 ? section.Path + ":" : string.Empty;
+        var failures = section.GetChildren()
             .Select(child => child.Key)
             .Where(key => !KnownKeys.Contains(key, StringComparer.OrdinalIgnoreCase) && !OtherSubsections.Contains(key, StringComparer.OrdinalIgnoreCase))
+            .Select(key =>
+                $"{prefix}{key} is not a TwoPC setting (a typo?). Known settings: {string.Join(", ", KnownKeys)}; " +
+                $"and the remote participant's {prefix}{OtherSubsections[0]}:* section.")
+            .Concat(section.GetSection(nameof(TwoPCOptions.Log)).GetChildren()
+                .Select(child => child.Key)
+                .Where(key => !KnownLogKeys.Contains(key, StringComparer.OrdinalIgnoreCase))
+                .Select(key => $"{prefix}Log:{key} is not a TwoPC log setting (a typo?). Known settings: {string.Join(", ", KnownLogKeys.Select(k => "Log:" + k))}."))
             .ToList();
-        if (unknown.Count == 0)
-        {
-            return ValidateOptionsResult.Success;
-        }
-
-        var prefix = section.Path.Length > 0 ? section.Path + ":" : string.Empty;
-        return ValidateOptionsResult.Fail(unknown.Select(key =>
-            $"{prefix}{key} is not a TwoPC setting (a typo?). Known settings: {string.Join(", ", KnownKeys)}; " +
-            $"and the remote participant's {prefix}{OtherSubsections[0]}:* section."));
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

@@ -24,9 +24,22 @@ internal sealed class TwoPCHealthCheck(TransactionCoordinator coordinator) : IHe
             ["in_doubt_branches"] = coordinator.InDoubtBranches,
             ["heuristics"] = heuristics,
         };
+        if (coordinator.Lease is { } lease)
+        {
+            data["lease_epoch"] = lease.Epoch;
+            data["lease_expires_at"] = lease.ExpiresAt;
+            data["adopted_nodes"] = string.Join(",", coordinator.AdoptedNodes.Keys.Select(n => n.Value).Order(StringComparer.Ordinal));
+        }
+
         if (oldestPrepared is { } age)
         {
             data["oldest_prepared_seconds"] = age.TotalSeconds;
+        }
+
+        if (coordinator.IsFenced)
+        {
+            data["fenced"] = true;
+            return Task.FromResult(HealthCheckResult.Unhealthy("This node was fenced: another coordinator node took over its lease. It decides nothing more; restart it to rejoin.", coordinator.LogFailure, data));
         }
 
         if (coordinator.LogFailure is { } failure)

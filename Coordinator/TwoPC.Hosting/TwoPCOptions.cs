@@ -23,9 +23,14 @@ public sealed class TwoPCOptions : TransactionCoordinatorOptions
         set => base.NodeId = value;
     }
 
-    /// <summary>Directory of the write-ahead log (required; one coordinator per directory).</summary>
-    [Required(ErrorMessage = "TwoPC:LogDirectory is required: the directory of the coordinator's write-ahead log.")]
+    /// <summary>Directory of the write-ahead log (required with the file log, the default; one coordinator per directory).</summary>
     public string? LogDirectory { get; set; }
+
+    /// <summary>
+    /// Which log holds the coordinator's decisions (section <c>TwoPC:Log</c>): the file write-ahead log in
+    /// <see cref="LogDirectory"/> (default), or a PostgreSQL log shared by several coordinator nodes (high availability).
+    /// </summary>
+    public TwoPCLogOptions Log { get; set; } = new();
 
     /// <summary>Size of a log segment in bytes. Default 64 MiB.</summary>
     [Range(4096, long.MaxValue, ErrorMessage = "TwoPC:SegmentSize must be at least 4096 bytes.")]
@@ -37,9 +42,19 @@ internal sealed class TwoPCOptionsValidator : IValidateOptions<TwoPCOptions>
 {
     public ValidateOptionsResult Validate(string? name, TwoPCOptions options)
     {
-        if (options.LogDirectory is null && !string.IsNullOrEmpty(options.NodeId))
+        if (options.Log.Kind == TwoPCLogKind.File && options.LogDirectory is null)
         {
-            return ValidateOptionsResult.Skip; // DataAnnotations reports the missing directory
+            return ValidateOptionsResult.Fail("TwoPC:LogDirectory is required: the directory of the coordinator's write-ahead log (or set TwoPC:Log:Kind to PostgreSql for a shared log).");
+        }
+
+        if (options.Log.Kind == TwoPCLogKind.PostgreSql && string.IsNullOrWhiteSpace(options.Log.ConnectionString))
+        {
+            return ValidateOptionsResult.Fail("TwoPC:Log:ConnectionString is required with TwoPC:Log:Kind = PostgreSql: the database of the shared transaction log.");
+        }
+
+        if (options.Log.Kind is not (TwoPCLogKind.File or TwoPCLogKind.PostgreSql))
+        {
+            return ValidateOptionsResult.Fail($"TwoPC:Log:Kind must be File or PostgreSql (got {options.Log.Kind}).");
         }
 
         try

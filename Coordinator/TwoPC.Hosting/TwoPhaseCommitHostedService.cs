@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TwoPC.Durability;
+using TwoPC.Durability.PostgreSql;
 using TwoPC.Participants;
 using TwoPC.Protocol;
 using TwoPC.Wal;
@@ -33,7 +34,7 @@ internal sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAs
         _resolvers = [.. (IEnumerable<ResourceManagerResolverRegistration>?)services.GetService(typeof(IEnumerable<ResourceManagerResolverRegistration>)) ?? []];
         var settings = options.Value;
         // The log registered by AddTwoPhaseCommit (replaceable, e.g. by a shared log); the file log when built by hand.
-        var log = (ITransactionLog?)services.GetService(typeof(ITransactionLog)) ?? CreateFileLog(settings, loggerFactory, meterFactory);
+        var log = (ITransactionLog?)services.GetService(typeof(ITransactionLog)) ?? CreateLog(settings, loggerFactory, meterFactory, (TimeProvider?)services.GetService(typeof(TimeProvider)));
         Coordinator = new TransactionCoordinator(settings, log, null, loggerFactory, meterFactory, (TimeProvider?)services.GetService(typeof(TimeProvider)));
     }
 
@@ -103,11 +104,27 @@ internal sealed class TwoPhaseCommitHostedService : IHostedLifecycleService, IAs
         }
     }
 
-    /// <summary>The default <see cref="ITransactionLog"/>: the file write-ahead log in <see cref="TwoPCOptions.LogDirectory"/>.</summary>
-    internal static FileTransactionLog CreateFileLog(TwoPCOptions settings, ILoggerFactory loggerFactory, IMeterFactory? meterFactory) =>
-        new(new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
-            loggerFactory.CreateLogger<FileTransactionLog>(),
-            meterFactory);
+    /// <summary>
+    /// The configured <see cref="ITransactionLog"/>: the file write-ahead log in <see cref="TwoPCOptions.LogDirectory"/>
+    /// (default), or the shared PostgreSQL log (<c>TwoPC:Log:Kind = PostgreSql</c>).
+    /// </summary>
+    internal static ITransactionLog CreateLog(TwoPCOptions settings, ILoggerFactory loggerFactory, IMeterFactory? meterFactory, TimeProvider? timeProvider) =>
+        settings.Log.Kind == TwoPCLogKind.PostgreSql
+            ? new PostgreSqlTransactionLog(
+                new PostgreSqlTransactionLogOptions
+                {
+                    ConnectionString = settings.Log.ConnectionString,
+                    Schema = settings.Log.Schema,
+                    LeaseDuration = settings.Log.LeaseDuration,
+                    RenewInterval = settings.Log.RenewInterval,
+                },
+                loggerFactory,
+                meterFactory,
+                timeProvider)
+            : new FileTransactionLog(
+                new FileTransactionLogOptions { Directory = settings.LogDirectory!, SegmentSize = settings.SegmentSize },
+                loggerFactory.CreateLogger<FileTransactionLog>(),
+                meterFactory);
 
     /// <summary>Two registrations with one name fail the start before any resource manager is created.</summary>
     private static void ThrowOnDuplicateNames(IEnumerable<ResourceManagerRegistration> registrations)

@@ -19,7 +19,8 @@ public static class TwoPhaseCommitServiceCollectionExtensions
     /// section) and/or <paramref name="configure"/>, validated at start (an unknown key in a <paramref name="configuration"/>
     /// section, other than the remote participant's <c>Participant</c> subsection, fails the start too); a hosted service that recovers
     /// before the host reports started; the <see cref="TransactionCoordinator"/> singleton; the file write-ahead log as
-    /// the <see cref="ITransactionLog"/> (unless one is already registered); and a
+    /// the <see cref="ITransactionLog"/> (unless one is already registered) — the file write-ahead log, or the shared PostgreSQL
+    /// log with <c>TwoPC:Log:Kind = PostgreSql</c>; and a
     /// <c>twopc</c> health check.
     /// </summary>
     public static TwoPhaseCommitBuilder AddTwoPhaseCommit(this IServiceCollection services, IConfiguration? configuration = null, Action<TwoPCOptions>? configure = null)
@@ -46,8 +47,8 @@ public static class TwoPhaseCommitServiceCollectionExtensions
         options.ValidateDataAnnotations().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TwoPCOptions>, TwoPCOptionsValidator>());
         // TryAdd: a log registered before this call (a shared, highly available log) replaces the file log.
-        services.TryAddSingleton<ITransactionLog>(sp => TwoPhaseCommitHostedService.CreateFileLog(
-            sp.GetRequiredService<IOptions<TwoPCOptions>>().Value, sp.GetRequiredService<ILoggerFactory>(), sp.GetService<IMeterFactory>()));
+        services.TryAddSingleton<ITransactionLog>(sp => TwoPhaseCommitHostedService.CreateLog(
+            sp.GetRequiredService<IOptions<TwoPCOptions>>().Value, sp.GetRequiredService<ILoggerFactory>(), sp.GetService<IMeterFactory>(), sp.GetService<TimeProvider>()));
         services.TryAddSingleton<TwoPhaseCommitHostedService>();
         services.AddHostedService(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>());
         services.TryAddSingleton(sp => sp.GetRequiredService<TwoPhaseCommitHostedService>().Coordinator);

@@ -150,20 +150,27 @@ public sealed partial class RemoteParticipant
             return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Coordinator unreachable", detail: "This participant could not ask its coordinator whose branch this is; ask again later.");
         }
 
-        return node == id.Node.Value
+        return node == id.Node.Value || node == SharedLogCluster
             ? null
             : NotOurs(action, xid, StatusCodes.Status404NotFound, "Not this coordinator's branch", $"{xid} is a branch of coordinator node '{id.Node.Value}'; this participant's coordinator is node '{node}'.");
     }
 
     // The coordinator's node id, cached; asked again when a callback names another node (the coordinator may have been renamed).
+    private const string SharedLogCluster = "*shared-log*"; // not a valid node id, so it never equals one
+
     private async Task<string> CoordinatorNodeForAsync(string expected, CancellationToken cancellationToken)
     {
-        if (_coordinatorNode is { } known && known == expected)
+        // A cluster on a shared log answers for every node: its dead nodes' branches come from live ones, which is
+        // exactly when the node the branch names cannot be asked.
+        if (_coordinatorNode is { } known && (known == expected || known == SharedLogCluster))
         {
             return known;
         }
 
-        var node = (await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false)).NodeId;
+        var info = await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false);
+
+        // A cluster on a shared log commits and rolls back every node's transactions from any node (takeover).
+        var node = info.SharedLog ? SharedLogCluster : info.NodeId;
         _coordinatorNode = node;
         return node;
     }

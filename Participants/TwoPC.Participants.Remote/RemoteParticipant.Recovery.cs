@@ -13,6 +13,8 @@ public sealed partial class RemoteParticipant
     /// active, preparing or heuristic → left alone. Runs every <see cref="RemoteParticipantOptions.RecoveryInterval"/>.
     /// </summary>
     /// <remarks>
+    /// A coordinator cluster on a shared log (<see cref="CoordinatorInfoDto.SharedLog"/>) answers for every node's
+    /// transactions, so its branches of any node are settled as described; otherwise:
     /// The coordinator's node id is asked at every pass, not cached: only the node a branch's XID names can say that it
     /// has no record of the transaction. A branch of any other node (one the coordinator at
     /// <see cref="RemoteParticipantOptions.CoordinatorUrl"/> was called before it was restarted under another node id,
@@ -45,11 +47,11 @@ public sealed partial class RemoteParticipant
                 continue;
             }
 
-            if (id.Node.Value != coordinatorNode)
+            if (id.Node.Value != coordinatorNode.NodeId && !coordinatorNode.SharedLog)
             {
                 if (_otherNodeWarned.TryAdd(xid.ToString(), 0))
                 {
-                    Logger.RecoveryOtherNode(Options.Name, xid, id.Node.Value, Options.CoordinatorUrl!, coordinatorNode);
+                    Logger.RecoveryOtherNode(Options.Name, xid, id.Node.Value, Options.CoordinatorUrl!, coordinatorNode.NodeId);
                 }
 
                 results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
@@ -84,7 +86,7 @@ public sealed partial class RemoteParticipant
                 };
 
                 if (status.State == TransactionStateDto.Unknown && action == RemoteRecoveryAction.RolledBack
-                    && await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false) != id.Node.Value)
+                    && await CoordinatorNodeAsync(cancellationToken).ConfigureAwait(false) is var asked && asked.NodeId != id.Node.Value && !asked.SharedLog)
                 {
                     // Restarted under another node id while we asked: its "no record" says nothing about this node's branch.
                     results.Add(new RemoteRecoveryResult(xid, "OtherCoordinator", RemoteRecoveryAction.LeftAlone));
@@ -127,8 +129,8 @@ public sealed partial class RemoteParticipant
         return results;
     }
 
-    private async Task<string> CoordinatorNodeAsync(CancellationToken cancellationToken) =>
-        (await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false)).NodeId;
+    private async Task<CoordinatorInfoDto> CoordinatorNodeAsync(CancellationToken cancellationToken) =>
+        await Coordinator.GetInfoAsync(cancellationToken).ConfigureAwait(false);
 
     // Voted branches whose phase 2 never comes here (read-only, No, or a coordinator that moved on) are
     // dropped after their deadline: pg_prepared_xacts stays the source of truth for prepared ones.

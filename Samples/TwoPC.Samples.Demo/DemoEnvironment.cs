@@ -13,7 +13,7 @@ namespace TwoPC.Samples.Demo;
 /// RabbitMQ node on loopback, and the coordinator, payment, order and shipping services as child processes on free
 /// loopback ports, configured with the same keys docker-compose uses. Disposing stops all of it.
 /// </summary>
-internal sealed class DemoEnvironment : IAsyncDisposable
+internal sealed partial class DemoEnvironment : IAsyncDisposable
 {
     public const string CoordinatorNode = "coordinator-1";
 
@@ -52,13 +52,16 @@ internal sealed class DemoEnvironment : IAsyncDisposable
 
     public ServiceEndpoint Coordinator { get; private set; } = null!;
 
+    /// <summary>The second coordinator node of the failover scenario (null until it starts).</summary>
+    public ServiceEndpoint? Standby { get; private set; }
+
     public ServiceEndpoint Payments { get; private set; } = null!;
 
     public ServiceEndpoint Orders { get; private set; } = null!;
 
     public ServiceEndpoint Shipping { get; private set; } = null!;
 
-    public IEnumerable<ServiceEndpoint> Services => [Coordinator, Payments, Orders, Shipping];
+    public IEnumerable<ServiceEndpoint> Services => Standby is null ? [Coordinator, Payments, Orders, Shipping] : [Coordinator, Standby, Payments, Orders, Shipping];
 
     /// <summary>For the demo's own calls (checkouts, chaos controls); long timeout (a held commit waits).</summary>
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(90) };
@@ -226,7 +229,7 @@ internal sealed class DemoEnvironment : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var service in new[] { Orders, Payments, Shipping, Coordinator })
+        foreach (var service in new[] { Orders, Payments, Shipping, Coordinator, Standby })
         {
             service?.Current?.Dispose();
         }
@@ -234,6 +237,11 @@ internal sealed class DemoEnvironment : IAsyncDisposable
         foreach (var process in _retired)
         {
             process.Dispose();
+        }
+
+        if (_forwarder is not null)
+        {
+            await _forwarder.DisposeAsync();
         }
 
         Http.Dispose();

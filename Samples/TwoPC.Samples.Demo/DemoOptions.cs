@@ -10,5 +10,5 @@ namespace TwoPC.Samples.Demo;
 internal sealed record DemoOptions(IReadOnlyList<string> Scenarios, int LoadCount, int Concurrency, int Seed, bool Keep, bool Verbose)
 {
     /// <summary>Every scenario, in the order "all" runs them.</summary>
-    public static readonly IReadOnlyList<string> AllScenarios = ["success", "funds", "stock", "crash", "duplicate", "load", "embedded"];
+    public static readonly IReadOnlyList<string> AllScenarios = ["success", "funds", "stock", "crash", "duplicate", "load", "embedded", "failover"];
 }

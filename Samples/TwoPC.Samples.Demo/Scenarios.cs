@@ -7,7 +7,7 @@ using TwoPC.Client;
 namespace TwoPC.Samples.Demo;
 
 /// <summary>The demo's scenarios: each tells what happens, shows what the services logged and what changed, and checks.</summary>
-internal sealed class Scenarios(DemoEnvironment env, Narrator say, Invariants invariants, DemoOptions options)
+internal sealed partial class Scenarios(DemoEnvironment env, Narrator say, Invariants invariants, DemoOptions options)
 {
     private readonly Shop _shop = new(env);
 
@@ -20,6 +20,7 @@ internal sealed class Scenarios(DemoEnvironment env, Narrator say, Invariants in
         "duplicate" => DuplicateDeliveryAsync(cancellationToken),
         "load" => new LoadRun(env, say, invariants, options).RunAsync(cancellationToken),
         "embedded" => EmbeddedAsync(cancellationToken),
+        "failover" => FailoverAsync(cancellationToken),
         _ => throw new ArgumentOutOfRangeException(nameof(scenario), scenario, "unknown scenario"),
     };
 

@@ -25,6 +25,9 @@ switch (args.FirstOrDefault())
     case "memory":
         return await MemoryBenchmark.RunAsync(args[1..]);
 
+    case "takeover":
+        return await TakeoverBenchmark.RunAsync(args[1..]);
+
     case "micro":
         return HotPathBenchmarks.Run(args[1..]);
 
@@ -47,6 +50,8 @@ switch (args.FirstOrDefault())
                            Options: [seconds per cell (3)] [concurrencies, e.g. 1,8,32]
               recovery     Time to resolve 10,000 in-doubt transactions (two PostgreSQL databases) after a SIGKILL (starts its own server).
                            Options: [runs (3)] [transactions (10000)]
+              takeover     Seconds from a dead coordinator node's lease expiry until another node resolved its in-doubt branches
+                           (two node processes on the shared PostgreSQL log, default lease settings). Options: [runs (3)]
               memory       Coordinator RSS and GC heap with 10,000 transactions in flight (no-op participants). Options: [transactions (10000)]
               report       Runs wal, coordinator, postgres, publish and remote, then writes results/README.md with charts (results/charts/*.svg).
                            Options: --seconds <per cell>  --only <wal,postgres,...>  --micro (adds the micro-benchmarks)

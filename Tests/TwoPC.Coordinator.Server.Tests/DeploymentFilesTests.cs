@@ -60,8 +60,8 @@ public sealed partial class DeploymentFilesTests : IDisposable
     private string[] CoordinatorArguments(Func<string, string> secret)
     {
         var lines = File.ReadAllLines(RepositoryFile("docker-compose.yml"));
-        var start = Array.FindIndex(lines, l => l == "  coordinator:");
-        var environment = Array.FindIndex(lines, start, l => l.Trim() == "environment:");
+        var start = Array.FindIndex(lines, l => l == "  coordinator-1:");
+        var environment = Array.FindIndex(lines, start, l => l.Trim().StartsWith("environment:", StringComparison.Ordinal));
         var arguments = new List<string> { "--Urls=http://127.0.0.1:0", "--Logging:LogLevel:Default=Warning" };
         for (var i = environment + 1; i < lines.Length && lines[i].StartsWith("      ", StringComparison.Ordinal); i++)
         {

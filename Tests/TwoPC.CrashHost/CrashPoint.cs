@@ -44,6 +44,9 @@ internal sealed class CrashPoint(ProtocolStep step, int occurrence, int index)
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>The step (and branch index, when one was given) this point stops at.</summary>
+    public bool Matches(ProtocolStep current, int k) => current == step && (index <= 0 || k == index);
+
     private static void Freeze() => Thread.Sleep(Timeout.Infinite);
 }
 

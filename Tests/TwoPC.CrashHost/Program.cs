@@ -23,7 +23,17 @@ using TwoPC.Wal;
 //   RECOVERED                            recover: nothing prepared is left and no decision is being driven
 //   pg-run / pg-recover: the PostgreSQL scenarios, see PostgresHost.cs.
 //   mq-run / mq-recover / inbox-consume: the RabbitMQ scenarios, see RabbitMqHost.cs.
+//   ha-node: a coordinator node on the shared PostgreSQL log (high availability), see HaHost.cs.
 // Exit codes: 0 success, 1 unexpected failure (or ERROR lines in run), 2 usage, 3 recovery did not finish.
+if (HaHost.Handles(args))
+{
+    using var haLoggerFactory = LoggerFactory.Create(builder => builder
+        .SetMinimumLevel(LogLevel.Information)
+        .AddFilter("Npgsql", LogLevel.Warning)
+        .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+    return await HaHost.RunAsync(args, haLoggerFactory);
+}
+
 if (PostgresHost.Handles(args) || RabbitMqHost.Handles(args))
 {
     using var pgLoggerFactory = LoggerFactory.Create(builder => builder

@@ -31,6 +31,7 @@ public sealed class Item06ConfigurationTests : IDisposable
         { "BranchCallTimeout", "00:00:11", "00:00:11" },
         { "RollbackAttempts", "7", "7" },
         { "RecentOutcomeCapacity", "123", "123" },
+        { "TakeoverInterval", "00:00:02", "00:00:02" },
     };
 
     [Theory]

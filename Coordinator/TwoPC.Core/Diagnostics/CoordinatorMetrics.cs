@@ -13,6 +13,7 @@ internal sealed class CoordinatorMetrics
         Heuristic = meter.CreateCounter<long>("twopc.transactions.heuristic", "{transaction}", "Global transactions that ended with a heuristic outcome.");
         OrphansRolledBack = meter.CreateCounter<long>("twopc.recovery.orphans_rolled_back", "{branch}", "In-doubt branches rolled back by recovery (presumed abort).");
         RecoveredCommits = meter.CreateCounter<long>("twopc.recovery.commits", "{branch}", "In-doubt branches committed by recovery from a logged decision.");
+        Takeovers = meter.CreateCounter<long>("twopc.takeovers", "{node}", "Coordinator nodes this node took over on a shared log after their lease expired.");
         BranchesForced = meter.CreateCounter<long>("twopc.branches.forced", "{branch}", "Branches an operator forced to commit or roll back; tags action (commit, rollback) and outcome (committed, rolled_back, mixed, unknown, refused, unknown_resource_manager, failed).");
         PrepareDuration = meter.CreateHistogram("twopc.prepare.duration", "s", "Phase 1: from commit called to the last vote.", tags: null, TwoPCTelemetry.TransactionDurationAdvice);
         DecisionDuration = meter.CreateHistogram("twopc.decision.duration", "s", "Time to force the commit decision to the log.", tags: null, TwoPCTelemetry.LogForceDurationAdvice);
@@ -35,6 +36,8 @@ internal sealed class CoordinatorMetrics
     public Counter<long> RecoveredCommits { get; }
 
     public Counter<long> BranchesForced { get; }
+
+    public Counter<long> Takeovers { get; }
 
     public Histogram<double> PrepareDuration { get; }
 

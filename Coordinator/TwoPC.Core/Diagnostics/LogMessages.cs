@@ -113,4 +113,13 @@ internal static partial class LogMessages
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "The resource manager resolver failed for {ResourceManager}")]
     public static partial void ResourceManagerResolverFailed(this ILogger logger, Exception exception, string resourceManager);
+
+    [LoggerMessage(EventId = 3030, Level = LogLevel.Warning, Message = "Took over coordinator node {Node} (lease expired at {ExpiredAt}, fenced at epoch {FencedEpoch}): re-driving {Decisions} logged decisions, {Heuristics} heuristics on record; its orphans are rolled back now ({Elapsed})")]
+    public static partial void NodeTakenOver(this ILogger logger, string node, DateTimeOffset expiredAt, ulong fencedEpoch, int decisions, int heuristics, TimeSpan elapsed);
+
+    [LoggerMessage(EventId = 3031, Level = LogLevel.Error, Message = "Looking for coordinator nodes to take over failed; trying again at the next interval")]
+    public static partial void TakeoverFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3032, Level = LogLevel.Critical, Message = "The transaction log failed or this node was fenced: it takes no other node over any more")]
+    public static partial void TakeoversStopped(this ILogger logger, Exception failure);
 }

@@ -49,6 +49,9 @@ public enum SharedDecision
 /// raises that epoch first and reads the node's decisions after, so every decision is either visible to the taker or
 /// refused to the writer — never both, never neither. A node whose write was refused is fenced: the log fails
 /// (<see cref="ITransactionLog.Failure"/> is a <see cref="NodeFencedException"/>) and the node decides nothing more.
+/// <see cref="ITransactionLog.LogCommitDecisionAsync"/> throws <see cref="NodeFencedException"/> only when the decision
+/// is certainly not stored (the protocol then rolls the transaction back, agreeing with the taker); when it cannot tell
+/// (a connection lost during the commit) it finds out first, or fails with another exception (the transaction stays in doubt).
 /// </remarks>
 public interface ISharedTransactionLog : ITransactionLog
 {

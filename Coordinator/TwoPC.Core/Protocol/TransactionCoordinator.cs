@@ -154,7 +154,7 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
         _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
         await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
         _phase = 2;
-        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token));
+        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token), TakeoverLoopAsync(_stopping.Token));
         _logger.CoordinatorStarted(_ids.Node.Value, _ids.Epoch);
     }
 

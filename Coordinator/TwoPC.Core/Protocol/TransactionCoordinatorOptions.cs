@@ -48,6 +48,12 @@ public class TransactionCoordinatorOptions
     [Range(0, 10_000_000)]
     public int RecentOutcomeCapacity { get; set; } = 10_000;
 
+    /// <summary>
+    /// On a shared log (<see cref="Durability.ISharedTransactionLog"/>): how often this node looks for nodes whose lease
+    /// expired, to take them over. Default 1 s. Ignored on a single-node log.
+    /// </summary>
+    public TimeSpan TakeoverInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Test hook: called at every named protocol step (the crash tests kill the process there).</summary>
     internal Func<ProtocolStep, GlobalTransactionId, int, ValueTask>? StepHook { get; set; }
 
@@ -69,6 +75,7 @@ public class TransactionCoordinatorOptions
         Positive(RetryBaseDelay, nameof(RetryBaseDelay));
         Positive(RetryMaxDelay, nameof(RetryMaxDelay));
         Positive(BranchCallTimeout, nameof(BranchCallTimeout));
+        Positive(TakeoverInterval, nameof(TakeoverInterval));
         if (DefaultTimeout > MaxTimeout)
         {
             throw new ArgumentException($"TransactionCoordinatorOptions.DefaultTimeout ({DefaultTimeout}) exceeds MaxTimeout ({MaxTimeout}).", nameof(DefaultTimeout));

@@ -112,6 +112,13 @@ internal sealed class TwoPhaseCommit(
             {
                 await log.LogCommitDecisionAsync(new CommitDecision(tx.Id, decidedAt, yes)).ConfigureAwait(false);
             }
+            catch (NodeFencedException ex)
+            {
+                // A shared log refused the decision: another node took this one over and presumes abort for it. The
+                // refusal is certain (nothing was stored), so rolling back here agrees with the taker.
+                logger.DecisionLogFailed(ex, tx.Id);
+                return await RollBackAsync(tx, branches, votes, "this coordinator node was fenced (another node took over its lease) before the commit decision was logged", started).ConfigureAwait(false);
+            }
             catch (Exception ex)
             {
                 // The record may or may not be on disk: the branches must stay prepared until a restart reads the log.

@@ -39,6 +39,7 @@ internal sealed class RecoveryManager(
 
     private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _conflictsReported = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<NodeId, ulong> _adopted = new();
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private readonly Lock _leftAloneGate = new();
     private (InDoubtReport Report, DateTimeOffset SeenAt)[] _leftAlone = [];
@@ -79,6 +80,17 @@ internal sealed class RecoveryManager(
 
         _firstSeen.TryRemove(resourceManager + "/" + xid, out _);
     }
+
+    /// <summary>
+    /// This coordinator took over <paramref name="node"/> on a shared log: from now on its branches with an epoch up to
+    /// <paramref name="fencedEpoch"/> are resolved here as if they were this node's own (the taker must have listed the
+    /// node's logged decisions as recovering before calling this). Adopting again raises the epoch.
+    /// </summary>
+    public void Adopt(NodeId node, ulong fencedEpoch) =>
+        _adopted.AddOrUpdate(node, fencedEpoch, (_, old) => Math.Max(old, fencedEpoch));
+
+    /// <summary>The nodes this coordinator took over, with the epoch each was fenced at.</summary>
+    public IReadOnlyDictionary<NodeId, ulong> Adopted => _adopted;
 
     /// <summary>Runs <paramref name="action"/> while no recovery pass runs (forced actions must not race a pass's decisions).</summary>
     public async Task<T> ExclusiveAsync<T>(Func<Task<T>> action, CancellationToken cancellationToken)
@@ -198,10 +210,15 @@ internal sealed class RecoveryManager(
     private InDoubtResolution Classify(Xid xid, TimeSpan age, HashSet<GlobalTransactionId> liveAtStart, ulong currentEpoch, ulong sequenceAtStart, out string? reason)
     {
         reason = null;
-        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != ids.Node)
+        if (xid.TryGetGlobalTransactionId() is not { } id)
         {
             reason = "not a branch of this coordinator node";
             return InDoubtResolution.Foreign;
+        }
+
+        if (id.Node != ids.Node)
+        {
+            return ClassifyAdopted(id, liveAtStart, out reason);
         }
 
         if (table.TryGetHeuristic(id, out _))
@@ -245,6 +262,37 @@ internal sealed class RecoveryManager(
         }
 
         return InDoubtResolution.RolledBack;
+    }
+
+    /// <summary>
+    /// A branch of another node: left alone unless this coordinator took that node over and the branch's epoch is one
+    /// the takeover fenced. Then no process can log a decision for it any more (the shared log refuses the old epoch, and
+    /// the decisions logged before the fence are listed as recovering), so no decision on record means presumed abort —
+    /// without the orphan safety interval, which only guards this process's own transactions between prepare and decision.
+    /// </summary>
+    private InDoubtResolution ClassifyAdopted(GlobalTransactionId id, HashSet<GlobalTransactionId> liveAtStart, out string? reason)
+    {
+        reason = null;
+        if (!_adopted.TryGetValue(id.Node, out var fencedEpoch))
+        {
+            reason = "not a branch of this coordinator node";
+            return InDoubtResolution.Foreign;
+        }
+
+        if (id.Epoch > fencedEpoch)
+        {
+            reason = $"a branch of node {id.Node.Value}, which restarted after this node took it over (its epoch {id.Epoch} is later than the fenced {fencedEpoch})";
+            return InDoubtResolution.Foreign;
+        }
+
+        if (table.TryGetHeuristic(id, out _))
+        {
+            reason = "its transaction has a heuristic outcome on record; an operator must resolve it";
+            return InDoubtResolution.Heuristic;
+        }
+
+        // Live at the start of the pass covers a re-drive that finished between the scan and this check.
+        return liveAtStart.Contains(id) || table.IsRecovering(id) ? InDoubtResolution.Committing : InDoubtResolution.RolledBack;
     }
 
     private async Task<(InDoubtResolution, string?)> RollBackOrphanAsync(IResourceManager rm, Xid xid, TimeSpan age, CancellationToken cancellationToken)

@@ -1,0 +1,177 @@
+using Npgsql;
+
+namespace TwoPC.Durability.PostgreSql;
+
+// Group commit, as in the file WAL: writers queue their record under a short lock and await the batch's one
+// TaskCompletionSource; one flusher swaps the queue out and writes it with one fenced statement (one round trip, one
+// server commit), while the next batch fills. ENDs never wait: the flusher deletes them in batches after the writes.
+public sealed partial class PostgreSqlTransactionLog
+{
+    private readonly Lock _sync = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private List<PendingWrite> _writes = [];
+    private TaskCompletionSource? _writesDone;
+    private List<string> _ends = [];
+    private bool _wakePending;
+    private bool _stopping;
+    private long _batchCount;
+
+    private sealed record PendingWrite(string Gtrid, bool IsDecision, DateTime At, byte[] Payload);
+
+    private ValueTask Enqueue(PendingWrite write)
+    {
+        lock (_sync)
+        {
+            if (_failure is { } failure)
+            {
+                return ValueTask.FromException(FailedException(failure));
+            }
+
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            _writes.Add(write);
+            var done = _writesDone ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Wake();
+            return new ValueTask(done.Task);
+        }
+    }
+
+    // Under _sync.
+    private void Wake()
+    {
+        if (!_wakePending)
+        {
+            _wakePending = true;
+            _wake.Release();
+        }
+    }
+
+    private async Task FlushLoopAsync()
+    {
+        while (true)
+        {
+            await _wake.WaitAsync().ConfigureAwait(false);
+            List<PendingWrite> writes;
+            TaskCompletionSource? done;
+            List<string> ends;
+            bool stopping;
+            lock (_sync)
+            {
+                _wakePending = false;
+                writes = _writes;
+                done = _writesDone;
+                ends = _ends;
+                stopping = _stopping;
+                _writes = [];
+                _writesDone = null;
+                _ends = [];
+            }
+
+            if (writes.Count > 0 && done is not null)
+            {
+                try
+                {
+                    await WriteBatchAsync(writes).ConfigureAwait(false);
+                    done.TrySetResult();
+                }
+                catch (Exception ex)
+                {
+                    done.TrySetException(Fail(ex, "decision batch"));
+                }
+            }
+
+            if (ends.Count > 0 && Failure is null)
+            {
+                try
+                {
+                    await DeleteEndedAsync(ends).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    Fail(ex, "deleting ended transactions");
+                }
+            }
+
+            // After the stop, nothing more is queued: this pass wrote the rest.
+            if (stopping || Failure is not null)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task WriteBatchAsync(List<PendingWrite> writes)
+    {
+        var started = _timeProvider.GetTimestamp();
+
+        // One row per transaction and table (a later record of the same transaction replaces an earlier one).
+        var decisions = new Dictionary<string, PendingWrite>(StringComparer.Ordinal);
+        var heuristics = new Dictionary<string, PendingWrite>(StringComparer.Ordinal);
+        foreach (var write in writes)
+        {
+            (write.IsDecision ? decisions : heuristics)[write.Gtrid] = write;
+        }
+
+        await RunAsync("decision batch", async (connection, attempt, ct) =>
+        {
+            var toWrite = decisions.Values.ToList();
+            if (attempt > 1 && toWrite.Count > 0)
+            {
+                // The previous attempt's commit outcome is unknown: keep what is stored, write the rest again.
+                var present = new HashSet<string>(StringComparer.Ordinal);
+                await using (var check = Command(connection, _sql.PresentDecisions, (object)decisions.Keys.ToArray()))
+                {
+                    await using var reader = await check.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                    while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                    {
+                        present.Add(reader.GetString(0));
+                    }
+                }
+
+                toWrite.RemoveAll(w => present.Contains(w.Gtrid));
+                _logger.BatchRecovered(_nodeText, present.Count, decisions.Count);
+                if (toWrite.Count == 0 && heuristics.Count == 0)
+                {
+                    return 0;
+                }
+            }
+
+            await using var command = Command(
+                connection,
+                _sql.InsertBatch,
+                _nodeText,
+                (long)_epoch,
+                toWrite.Select(w => w.Gtrid).ToArray(),
+                toWrite.Select(w => w.At).ToArray(),
+                toWrite.Select(w => w.Payload).ToArray(),
+                heuristics.Keys.ToArray(),
+                heuristics.Values.Select(w => w.Payload).ToArray());
+            await using (var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false))
+            {
+                await reader.ReadAsync(ct).ConfigureAwait(false);
+                if (reader.GetInt64(0) == 0)
+                {
+                    throw new NodeFencedException($"The shared transaction log refused a batch of {toWrite.Count} decisions and {heuristics.Count} heuristics of node '{_nodeText}': its epoch {_epoch} is no longer current (another node took it over).");
+                }
+            }
+
+            return 0;
+        }, CancellationToken.None).ConfigureAwait(false);
+
+        Interlocked.Increment(ref _batchCount);
+        _metrics.Batches.Add(1);
+        _metrics.BatchRecords.Record(writes.Count);
+        _metrics.FlushDuration.Record(_timeProvider.GetElapsedTime(started).TotalSeconds);
+    }
+
+    // Compaction: an ENDed transaction's decision and heuristic are deleted. Not fenced: a decision whose branches all
+    // acknowledged may be removed by any node (a takeover's re-drive ENDs the dead node's decisions).
+    private async Task DeleteEndedAsync(List<string> ends)
+    {
+        var ids = ends.Distinct(StringComparer.Ordinal).ToArray();
+        await RunAsync("deleting ended transactions", async (connection, attempt, ct) =>
+        {
+            await using var command = Command(connection, _sql.DeleteEnded, (object)ids);
+            return await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }, CancellationToken.None).ConfigureAwait(false);
+    }
+}
