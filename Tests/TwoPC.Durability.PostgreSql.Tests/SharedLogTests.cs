@@ -235,6 +235,32 @@ public sealed class SharedLogTests(PostgresFixture fixture) : IAsyncLifetime
         Assert.True(acknowledged > 0 && refused > 0, $"{acknowledged} acknowledged, {refused} refused");
     }
 
+    [Fact]
+    public async Task A_takeover_during_a_batch_in_flight_waits_for_it_and_returns_its_decision()
+    {
+        await using var a = Log(_db);
+        await using var b = Log(_db);
+        var epoch = (await a.OpenAsync(NodeA, CancellationToken.None)).Epoch;
+        await b.OpenAsync(NodeB, CancellationToken.None);
+        a.RenewalPaused = true;
+        await ExpireLeaseAsync(_db, NodeA);
+
+        // Hold node A's batch inside its statement, after the fence check and before the commit.
+        await ScalarAsync(_db, """
+            CREATE FUNCTION twopc.slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+            CREATE TRIGGER slow_insert BEFORE INSERT ON twopc.decisions FOR EACH ROW EXECUTE FUNCTION twopc.slow_insert();
+            """);
+        var write = Task.Run(() => a.LogCommitDecisionAsync(Decision(1, NodeA, epoch)).AsTask());
+        await EventuallyAsync(async () => (long)(await ScalarAsync(_db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"))! > 0, "node A's batch is in flight");
+
+        var takeover = await b.TryTakeOverAsync(NodeA, CancellationToken.None);
+
+        await write; // acknowledged ...
+        Assert.NotNull(takeover);
+        Assert.Equal(Id(1, NodeA, epoch), Assert.Single(takeover.PendingDecisions).TransactionId); // ... and seen by the taker
+        await Assert.ThrowsAsync<NodeFencedException>(() => a.LogCommitDecisionAsync(Decision(2, NodeA, epoch)).AsTask());
+    }
+
     // When every write of a round won the race, the node is still fenced: its next write says so.
     private static async Task<Exception?> WriteOnceMoreAsync(PostgreSqlTransactionLog log, NodeId node, ulong epoch)
     {
