@@ -184,6 +184,16 @@ public sealed class SharedLogTests(PostgresFixture fixture) : IAsyncLifetime
         var batches = a.BatchCount - before;
         Assert.InRange(batches, 1, count - 1);
         Assert.Equal((long)count, await ScalarAsync(_db, "SELECT count(*) FROM twopc.decisions WHERE node_id = $1", NodeA.Value));
+
+        // ENDs interleaved with new decisions: deleted by the same batches (compaction), never the new rows.
+        await Task.WhenAll(Enumerable.Range(1, count).Select(i => Task.Run(async () =>
+        {
+            a.LogEnd(Id((ulong)i, NodeA, epoch));
+            await a.LogCommitDecisionAsync(Decision((ulong)(count + i), NodeA, epoch));
+        })));
+        await a.LogCommitDecisionAsync(Decision(2 * count + 1, NodeA, epoch)); // a batch after every END was queued
+        Assert.Equal((long)count + 1, await ScalarAsync(_db, "SELECT count(*) FROM twopc.decisions WHERE node_id = $1", NodeA.Value));
+        Assert.Equal(0L, await ScalarAsync(_db, "SELECT count(*) FROM twopc.decisions WHERE node_id = $1 AND decided_at < to_timestamp(1700000000.501)", NodeA.Value));
     }
 
     [Fact]
