@@ -57,6 +57,7 @@ public static class LogBenchmark
 #if DEBUG
         Console.Error.WriteLine("Warning: Debug build; run with -c Release for representative numbers.");
 #endif
+        var loadBefore = LoadAverage();
         // fsync on (the TestServers default) and synchronous_commit on: every batch is durable on the server's disk.
         await using var server = await PostgresServer.StartAsync(new PostgresServerOptions { MaxConnections = 100 });
         using var batches = new BatchListener();
@@ -106,6 +107,7 @@ public static class LogBenchmark
         var verdict = rows.Where(r => r.Committers == 64).Select(r => string.Create(CultureInfo.InvariantCulture,
             $"At 64 committers the PostgreSQL log makes {r.Postgres.PerSecond:N0} durable decisions/s (goal ≥ {TargetAt64:N0}: {(r.Postgres.PerSecond >= TargetAt64 ? "met" : "NOT met")}), {r.Postgres.PerSecond / r.File.PerSecond:F2}× the file log.")).FirstOrDefault()
             ?? "64 committers were not measured, so the goal was not checked.";
+        verdict += $" 1-minute load average {loadBefore} before the run and {LoadAverage()} after it, on {Environment.ProcessorCount} cores: a load well above the core count means other work shared the CPU and the disk, and every number above is low by as much.";
         Console.WriteLine();
         Console.Write(table);
         Console.WriteLine(verdict);
@@ -120,6 +122,18 @@ public static class LogBenchmark
             """);
         ResultsFile.Write("log.md", "Transaction log: PostgreSQL (HA) vs. file", command, description, table.ToString(), verdict, resultsDirectory, server.DataDirectory);
         return 0;
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
     }
 
     private static CommitDecision NewDecision(ulong epoch, ulong sequence, DateTimeOffset now)
