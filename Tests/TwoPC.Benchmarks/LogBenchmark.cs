@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
@@ -61,12 +60,12 @@ public static class LogBenchmark
         // fsync on (the TestServers default) and synchronous_commit on: every batch is durable on the server's disk.
         await using var server = await PostgresServer.StartAsync(new PostgresServerOptions { MaxConnections = 100 });
         using var batches = new BatchListener();
-        var rows = new List<(int Committers, Cell Postgres, double RecordsPerBatch, double FlushMs, Cell File)>();
+        var rows = new List<(int Committers, WalBenchmark.Cell Postgres, double RecordsPerBatch, double FlushMs, WalBenchmark.Cell File)>();
         foreach (var committers in concurrencies)
         {
             var database = await server.CreateDatabaseAsync();
             batches.Reset();
-            Cell postgres;
+            WalBenchmark.Cell postgres;
             await using (var log = new PostgreSqlTransactionLog(new PostgreSqlTransactionLogOptions { ConnectionString = database }))
             {
                 var epoch = (await log.OpenAsync(Node, CancellationToken.None)).Epoch;
@@ -76,7 +75,7 @@ public static class LogBenchmark
             var recordsPerBatch = batches.RecordsPerBatch;
             var flushMs = batches.MeanFlushMs;
             var directory = Path.Combine(Path.GetTempPath(), "twopc-log-bench-" + Guid.NewGuid().ToString("N"));
-            Cell file;
+            WalBenchmark.Cell file;
             try
             {
                 await using var log = new FileTransactionLog(new FileTransactionLogOptions { Directory = directory });
@@ -146,52 +145,17 @@ public static class LogBenchmark
         ]);
     }
 
-    /// <summary>A closed loop: each committer logs a decision and its END back to back; only the measured phase counts.</summary>
-    private static async Task<Cell> MeasureAsync(int committers, TimeSpan warmup, TimeSpan duration, ITransactionLog log, ulong epoch)
+    /// <summary>WalBenchmark's closed loop: each committer logs a decision and its END back to back.</summary>
+    private static Task<WalBenchmark.Cell> MeasureAsync(int committers, TimeSpan warmup, TimeSpan duration, ITransactionLog log, ulong epoch)
     {
-        var measuring = 0; // 0 warming up, 1 measuring, 2 stopped
-        var latencies = new List<long>[committers];
-        var workers = new Task[committers];
         var clock = TimeProvider.System;
-        for (var c = 0; c < committers; c++)
+        return WalBenchmark.MeasureAsync(committers, warmup, duration, async (committer, sequence) =>
         {
-            var committer = c;
-            var mine = latencies[c] = new List<long>(64 * 1024);
-            workers[c] = Task.Run(async () =>
-            {
-                ulong sequence = 0;
-                while (Volatile.Read(ref measuring) != 2)
-                {
-                    var counted = Volatile.Read(ref measuring) == 1;
-                    var start = Stopwatch.GetTimestamp();
-                    var decision = NewDecision(epoch, ((ulong)committer << 32) | ++sequence, clock.GetUtcNow());
-                    await log.LogCommitDecisionAsync(decision);
-                    log.LogEnd(decision.TransactionId);
-                    if (counted && Volatile.Read(ref measuring) == 1)
-                    {
-                        mine.Add(Stopwatch.GetTimestamp() - start);
-                    }
-                }
-            });
-        }
-
-        await Task.Delay(warmup);
-        Volatile.Write(ref measuring, 1);
-        var stopwatch = Stopwatch.StartNew();
-        await Task.Delay(duration);
-        Volatile.Write(ref measuring, 2);
-        var elapsed = stopwatch.Elapsed;
-        await Task.WhenAll(workers);
-
-        var all = latencies.SelectMany(l => l).ToArray();
-        Array.Sort(all);
-        return new Cell(all.Length / elapsed.TotalSeconds, PercentileMs(all, 0.50), PercentileMs(all, 0.99));
+            var decision = NewDecision(epoch, ((ulong)committer << 32) | sequence, clock.GetUtcNow());
+            await log.LogCommitDecisionAsync(decision);
+            log.LogEnd(decision.TransactionId);
+        });
     }
-
-    private static double PercentileMs(long[] sortedTicks, double percentile) =>
-        sortedTicks.Length == 0 ? double.NaN : sortedTicks[Math.Min(sortedTicks.Length - 1, (int)(percentile * sortedTicks.Length))] * 1000.0 / Stopwatch.Frequency;
-
-    private sealed record Cell(double PerSecond, double P50Ms, double P99Ms);
 
     /// <summary>Averages the <c>twopc.log.batch.records</c> and <c>twopc.log.flush.duration</c> histograms.</summary>
     private sealed class BatchListener : IDisposable
