@@ -33,6 +33,7 @@ dotnet pack TwoPC.sln -c Release -o "$feed" -v quiet -nologo || fail "dotnet pac
 expected="TwoPC.Core TwoPC.Hosting TwoPC.Client TwoPC.Cli TwoPC.Coordinator.Server TwoPC.Participants.PostgreSql
 TwoPC.Participants.RabbitMq TwoPC.Participants.Remote TwoPC.TestServers TwoPC.Verify TwoPC.OpenTelemetry"
 expected="$expected TwoPC.Participants.PostgreSql.EntityFrameworkCore"
+expected="$expected TwoPC.Durability.PostgreSql"
 version=""
 for id in $expected; do
   nupkg=$(find "$feed" -maxdepth 1 -name "$id.[0-9]*.nupkg" ! -name '*.snupkg' | head -n 1)

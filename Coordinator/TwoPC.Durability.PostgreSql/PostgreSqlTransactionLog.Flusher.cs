@@ -3,8 +3,11 @@ using Npgsql;
 namespace TwoPC.Durability.PostgreSql;
 
 // Group commit, as in the file WAL: writers queue their record under a short lock and await the batch's one
-// TaskCompletionSource; one flusher swaps the queue out and writes it with one fenced statement (one round trip, one
-// server commit), while the next batch fills. ENDs never wait: the flusher deletes them in batches after the writes.
+// TaskCompletionSource; a flusher swaps the queue out and writes it with one fenced statement (one round trip, one
+// server commit), while the next batch fills. Unlike a local fsync, a batch's round trip is mostly waiting, so two
+// flushers (two connections) keep one batch in flight while the other is being committed; each batch is fenced on its
+// own, and records of different transactions do not depend on each other's order. ENDs never wait: the flusher deletes them in batches, in the same
+// statement as the next writes, or alone (without waiting for the server's WAL flush) when no write is queued.
 public sealed partial class PostgreSqlTransactionLog
 {
     private readonly Lock _sync = new();
@@ -15,6 +18,9 @@ public sealed partial class PostgreSqlTransactionLog
     private bool _wakePending;
     private bool _stopping;
     private long _batchCount;
+
+    /// <summary>How many batches may be in flight at once (one connection each).</summary>
+    internal const int Flushers = 2;
 
     private sealed record PendingWrite(string Gtrid, bool IsDecision, DateTime At, byte[] Payload);
 
@@ -70,7 +76,7 @@ public sealed partial class PostgreSqlTransactionLog
             {
                 try
                 {
-                    await WriteBatchAsync(writes).ConfigureAwait(false);
+                    await WriteBatchAsync(writes, ends).ConfigureAwait(false);
                     done.TrySetResult();
                 }
                 catch (Exception ex)
@@ -78,8 +84,7 @@ public sealed partial class PostgreSqlTransactionLog
                     done.TrySetException(Fail(ex, "decision batch"));
                 }
             }
-
-            if (ends.Count > 0 && Failure is null)
+            else if (ends.Count > 0 && Failure is null)
             {
                 try
                 {
@@ -99,7 +104,7 @@ public sealed partial class PostgreSqlTransactionLog
         }
     }
 
-    private async Task WriteBatchAsync(List<PendingWrite> writes)
+    private async Task WriteBatchAsync(List<PendingWrite> writes, List<string> ends)
     {
         var started = _timeProvider.GetTimestamp();
 
@@ -144,7 +149,9 @@ public sealed partial class PostgreSqlTransactionLog
                 toWrite.Select(w => w.At).ToArray(),
                 toWrite.Select(w => w.Payload).ToArray(),
                 heuristics.Keys.ToArray(),
-                heuristics.Values.Select(w => w.Payload).ToArray());
+                heuristics.Values.Select(w => w.Payload).ToArray(),
+                ends.Distinct(StringComparer.Ordinal).ToArray());
+            await command.PrepareAsync(ct).ConfigureAwait(false); // kept on the pooled connection: planned once
             await using (var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false))
             {
                 await reader.ReadAsync(ct).ConfigureAwait(false);

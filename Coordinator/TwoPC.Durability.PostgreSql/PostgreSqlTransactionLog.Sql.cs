@@ -71,7 +71,8 @@ public sealed partial class PostgreSqlTransactionLog
         public string SelectHeuristics => $"SELECT payload FROM {_s}.heuristics WHERE node_id = $1";
 
         // The fenced batch (see the comment at the top of PostgreSqlTransactionLog.cs). $1 node, $2 epoch,
-        // $3 gtrids, $4 decided_at, $5 payloads (decisions), $6 gtrids, $7 payloads (heuristics).
+        // $3 gtrids, $4 decided_at, $5 payloads (decisions), $6 gtrids, $7 payloads (heuristics), $8 ENDed gtrids: their
+        // rows are deleted in the same round trip, unfenced (an END always follows its record's earlier batch).
         public string InsertBatch => $"""
             WITH l AS (SELECT 1 FROM {_s}.nodes WHERE node_id = $1 AND epoch = $2 FOR SHARE),
             d AS (INSERT INTO {_s}.decisions (gtrid, node_id, epoch, decided_at, payload)
@@ -81,14 +82,22 @@ public sealed partial class PostgreSqlTransactionLog
             h AS (INSERT INTO {_s}.heuristics (gtrid, node_id, payload)
                   SELECT u.g, $1, u.p FROM l, unnest($6::text[], $7::bytea[]) AS u(g, p)
                   ON CONFLICT (gtrid) DO UPDATE SET payload = EXCLUDED.payload, node_id = EXCLUDED.node_id
-                  RETURNING 1)
+                  RETURNING 1),
+            ed AS (DELETE FROM {_s}.decisions WHERE gtrid = ANY($8)),
+            eh AS (DELETE FROM {_s}.heuristics WHERE gtrid = ANY($8))
             SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM d), (SELECT count(*) FROM h)
             """;
 
         // After a batch whose commit outcome is unknown: which of its decisions are stored.
         public string PresentDecisions => $"SELECT gtrid FROM {_s}.decisions WHERE gtrid = ANY($1)";
 
-        public string DeleteEnded => $"WITH d AS (DELETE FROM {_s}.decisions WHERE gtrid = ANY($1)) DELETE FROM {_s}.heuristics WHERE gtrid = ANY($1)";
+        // ENDs alone: committed without waiting for the server's WAL flush (a lost END only repeats an idempotent
+        // commit after a restart), so compaction costs no fsync. The set_config CTE is referenced so that it runs.
+        public string DeleteEnded => $"""
+            WITH c AS (SELECT set_config('synchronous_commit', 'off', true)),
+            d AS (DELETE FROM {_s}.decisions WHERE gtrid = ANY($1) AND EXISTS (SELECT 1 FROM c))
+            DELETE FROM {_s}.heuristics WHERE gtrid = ANY($1) AND EXISTS (SELECT 1 FROM c)
+            """;
 
         // $1 node, $2 epoch, $3 lease.
         public string Renew => $"UPDATE {_s}.nodes SET expires_at = now() + $3 WHERE node_id = $1 AND epoch = $2 RETURNING expires_at";

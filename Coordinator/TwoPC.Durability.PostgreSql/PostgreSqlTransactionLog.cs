@@ -70,7 +70,7 @@ public sealed partial class PostgreSqlTransactionLog : ISharedTransactionLog
     private NodeLease? _lease;
     private Exception? _failure;
     private int _state; // 0 new, 1 opening or open, 2 disposed
-    private Task? _flusher;
+    private Task[]? _flushers;
     private Task? _renewal;
 
     /// <summary>Creates the log; nothing touches the database until <see cref="OpenAsync(NodeId, CancellationToken)"/>.</summary>
@@ -169,7 +169,7 @@ public sealed partial class PostgreSqlTransactionLog : ISharedTransactionLog
             _nodeText = nodeText;
             _epoch = epoch;
             Volatile.Write(ref _lease, new NodeLease(node, epoch, expiresAt));
-            _flusher = Task.Run(FlushLoopAsync, CancellationToken.None);
+            _flushers = [.. Enumerable.Range(0, Flushers).Select(_ => Task.Run(FlushLoopAsync, CancellationToken.None))];
             _renewal = Task.Run(() => RenewLoopAsync(_stop.Token), CancellationToken.None);
             _logger.Opened(_schema, nodeText, epoch, expiresAt, pending.Count, heuristics.Count);
             return new LogRecoveryState(epoch, pending, heuristics, []);
@@ -228,15 +228,15 @@ public sealed partial class PostgreSqlTransactionLog : ISharedTransactionLog
             return;
         }
 
-        if (_flusher is { } flusher)
+        if (_flushers is { } flushers)
         {
             lock (_sync)
             {
                 _stopping = true;
-                Wake();
+                _wake.Release(flushers.Length); // every flusher wakes, writes what is left and stops
             }
 
-            await flusher.ConfigureAwait(false);
+            await Task.WhenAll(flushers).ConfigureAwait(false);
             await _stop.CancelAsync().ConfigureAwait(false);
             if (_renewal is { } renewal)
             {

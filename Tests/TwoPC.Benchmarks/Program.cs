@@ -7,6 +7,9 @@ switch (args.FirstOrDefault())
     case "wal":
         return await WalBenchmark.RunAsync(args[1..]);
 
+    case "log":
+        return await LogBenchmark.RunAsync(args[1..]);
+
     case "coordinator":
         return await CoordinatorBenchmark.RunAsync(args[1..]);
 
@@ -42,6 +45,8 @@ switch (args.FirstOrDefault())
               wal    Durable commit decisions/s of the file WAL with group commit vs. one fsync per record.
                      Options: --duration <s> (3)  --warmup <s> (1)  --concurrency <n,n,...> (1,16,64,256)
                               --dir <data directory> (system temp)  --results <directory> (Tests/TwoPC.Benchmarks/results)
+              log          Durable decisions/s of the shared PostgreSQL log (HA) vs. the file log at 1/16/64 committers (starts its own server).
+                           Options: --duration <s> (3)  --concurrency <n,n,...> (1,16,64)  --results <directory>
               coordinator  Global transactions/s through the coordinator (see CoordinatorBenchmark.cs). Options: [seconds per cell]
               micro        BenchmarkDotNet micro-benchmarks of ids and WAL record encoding (results/micro.md).
               postgres     TwoPC vs raw 2PC vs two one-phase commits on two PostgreSQL databases (starts its own server). Options: [seconds per cell]

@@ -197,7 +197,7 @@ public static class WalBenchmark
     }
 
     /// <summary>Runs a closed loop: each committer runs <paramref name="commit"/> back to back; only the measured phase counts.</summary>
-    private static async Task<Cell> MeasureAsync(int committers, TimeSpan warmup, TimeSpan duration, Func<int, ulong, Task> commit)
+    internal static async Task<Cell> MeasureAsync(int committers, TimeSpan warmup, TimeSpan duration, Func<int, ulong, Task> commit)
     {
         var phase = new Phase();
         var latencies = new List<long>[committers];
@@ -238,7 +238,7 @@ public static class WalBenchmark
     private static double PercentileMs(long[] sortedTicks, double percentile) =>
         sortedTicks.Length == 0 ? double.NaN : sortedTicks[Math.Min(sortedTicks.Length - 1, (int)(percentile * sortedTicks.Length))] * 1000.0 / Stopwatch.Frequency;
 
-    private sealed record Cell(double PerSecond, double P50Ms, double P99Ms);
+    internal sealed record Cell(double PerSecond, double P50Ms, double P99Ms);
 
     private sealed class Phase
     {

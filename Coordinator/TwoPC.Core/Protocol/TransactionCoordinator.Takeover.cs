@@ -71,7 +71,7 @@ public sealed partial class TransactionCoordinator
                 _table.AddHeuristic(heuristic);
             }
 
-            var redriven = RedriveTakenOver(state.PendingDecisions);
+            var redriven = Redrive(state.PendingDecisions); // its heuristics are listed first, so their decisions are skipped
             _recovery.Adopt(state.Node, state.FencedEpoch);
             _metrics.Takeovers.Add(1);
             _logger.NodeTakenOver(state.Node.Value, lease.ExpiresAt, state.FencedEpoch, redriven, state.Heuristics.Count, Time.GetElapsedTime(started));
@@ -85,37 +85,6 @@ public sealed partial class TransactionCoordinator
         }
 
         return taken;
-    }
-
-    /// <summary>Lists each decision not already being driven here as recovering and re-drives its phase 2.</summary>
-    private int RedriveTakenOver(IReadOnlyList<CommitDecision> decisions)
-    {
-        var redriven = 0;
-        foreach (var decision in decisions)
-        {
-            // A node taken over twice (its first taker died) may hand back a decision still being driven here.
-            if (_table.IsRecovering(decision.TransactionId) || _table.TryGetHeuristic(decision.TransactionId, out _))
-            {
-                continue;
-            }
-
-            redriven++;
-            var phaseTwo = new TaskCompletionSource<TransactionOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _table.AddRecovering(decision.TransactionId, phaseTwo.Task);
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    phaseTwo.TrySetResult(await RedriveAsync(decision).ConfigureAwait(false));
-                }
-                catch (Exception ex)
-                {
-                    phaseTwo.TrySetException(ex);
-                }
-            }, CancellationToken.None);
-        }
-
-        return redriven;
     }
 
     private async Task TakeoverLoopAsync(CancellationToken stopping)

@@ -23,6 +23,7 @@ public static class ReportCommand
         new("publish", s => [s], (a, r) => PublishBenchmark.RunAsync(a, r), "One UPDATE + one RabbitMQ message", "operations/s (confirmed; Wolverine: delivered)",
             LatencyNote: "Wolverine: end to end, to delivery"),
         new("remote", s => [s], (a, r) => RemoteBenchmark.RunAsync(a, r), "Remote participants vs. embedded coordinator", "transactions/s"),
+        new("log", s => ["--duration", s], (a, r) => LogBenchmark.RunAsync(a, r), "Transaction log: PostgreSQL (HA) vs. file", "durable commit decisions/s"),
     ];
 
     /// <summary>Runs the report; <paramref name="args"/> are the options after <c>report</c>.</summary>
