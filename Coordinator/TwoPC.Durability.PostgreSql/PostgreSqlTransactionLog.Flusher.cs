@@ -104,6 +104,9 @@ public sealed partial class PostgreSqlTransactionLog
         }
     }
 
+    /// <summary>Test seam: called before each attempt's batch insert with the attempt number and a way to run the same insert on another connection.</summary>
+    internal Func<int, Func<Task>, Task>? BatchAttemptHook { get; set; }
+
     private async Task WriteBatchAsync(List<PendingWrite> writes, List<string> ends)
     {
         var started = _timeProvider.GetTimestamp();
@@ -122,16 +125,7 @@ public sealed partial class PostgreSqlTransactionLog
             if (attempt > 1 && toWrite.Count > 0)
             {
                 // The previous attempt's commit outcome is unknown: keep what is stored, write the rest again.
-                var present = new HashSet<string>(StringComparer.Ordinal);
-                await using (var check = Command(connection, _sql.PresentDecisions, (object)decisions.Keys.ToArray()))
-                {
-                    await using var reader = await check.ExecuteReaderAsync(ct).ConfigureAwait(false);
-                    while (await reader.ReadAsync(ct).ConfigureAwait(false))
-                    {
-                        present.Add(reader.GetString(0));
-                    }
-                }
-
+                var present = await PresentAsync(connection, decisions.Keys, ct).ConfigureAwait(false);
                 toWrite.RemoveAll(w => present.Contains(w.Gtrid));
                 _logger.BatchRecovered(_nodeText, present.Count, decisions.Count);
                 if (toWrite.Count == 0 && heuristics.Count == 0)
@@ -140,8 +134,8 @@ public sealed partial class PostgreSqlTransactionLog
                 }
             }
 
-            await using var command = Command(
-                connection,
+            NpgsqlCommand Insert(NpgsqlConnection on) => Command(
+                on,
                 _sql.InsertBatch,
                 _nodeText,
                 (long)_epoch,
@@ -151,23 +145,76 @@ public sealed partial class PostgreSqlTransactionLog
                 heuristics.Keys.ToArray(),
                 heuristics.Values.Select(w => w.Payload).ToArray(),
                 ends.Distinct(StringComparer.Ordinal).ToArray());
+
+            if (BatchAttemptHook is { } hook)
+            {
+                // Test seam: the test may fail this attempt (a lost answer) or land this insert on another connection
+                // first (an earlier attempt whose commit arrives late), to replay the interleavings of a lost answer.
+                await hook(attempt, async () =>
+                {
+                    var other = await _dataSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+                    await using (other.ConfigureAwait(false))
+                    {
+                        await using var late = Insert(other);
+                        await late.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                    }
+                }).ConfigureAwait(false);
+            }
+
+            await using var command = Insert(connection);
             await command.PrepareAsync(ct).ConfigureAwait(false); // kept on the pooled connection: planned once
+            bool refused;
             await using (var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false))
             {
                 await reader.ReadAsync(ct).ConfigureAwait(false);
-                if (reader.GetInt64(0) == 0)
+                refused = reader.GetInt64(0) == 0;
+            }
+
+            if (!refused)
+            {
+                return 0;
+            }
+
+            if (attempt > 1)
+            {
+                // Refused after an attempt whose commit outcome is unknown. That attempt may have stored the batch just
+                // before the takeover (which waited for its FOR SHARE lock): the new epoch is visible, so it has ended,
+                // and what is stored now is final. All stored: durable (the taker re-drives it as well). Otherwise the
+                // refusal is not certain for the whole batch, and "fenced" would make the protocol roll back branches
+                // the taker may commit: fail without claiming it, so the transactions stay in doubt for recovery.
+                var stored = await PresentAsync(connection, decisions.Keys, ct).ConfigureAwait(false);
+                if (decisions.Count > 0 && stored.Count == decisions.Count && heuristics.Count == 0)
                 {
-                    throw new NodeFencedException($"The shared transaction log refused a batch of {toWrite.Count} decisions and {heuristics.Count} heuristics of node '{_nodeText}': its epoch {_epoch} is no longer current (another node took it over).");
+                    _logger.BatchRecovered(_nodeText, stored.Count, decisions.Count);
+                    return 0;
+                }
+
+                if (stored.Count > 0 || heuristics.Count > 0)
+                {
+                    throw new TransactionLogFailedException($"Node '{_nodeText}' was fenced while a batch's commit outcome was unknown ({stored.Count} of {decisions.Count} decisions stored); its transactions stay in doubt until recovery resolves them.");
                 }
             }
 
-            return 0;
+            throw new NodeFencedException($"The shared transaction log refused a batch of {toWrite.Count} decisions and {heuristics.Count} heuristics of node '{_nodeText}': its epoch {_epoch} is no longer current (another node took it over).");
         }, CancellationToken.None).ConfigureAwait(false);
 
         Interlocked.Increment(ref _batchCount);
         _metrics.Batches.Add(1);
         _metrics.BatchRecords.Record(writes.Count);
         _metrics.FlushDuration.Record(_timeProvider.GetElapsedTime(started).TotalSeconds);
+    }
+
+    private async Task<HashSet<string>> PresentAsync(NpgsqlConnection connection, IEnumerable<string> gtrids, CancellationToken cancellationToken)
+    {
+        var present = new HashSet<string>(StringComparer.Ordinal);
+        await using var check = Command(connection, _sql.PresentDecisions, (object)gtrids.ToArray());
+        await using var reader = await check.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            present.Add(reader.GetString(0));
+        }
+
+        return present;
     }
 
     // Compaction: an ENDed transaction's decision and heuristic are deleted. Not fenced: a decision whose branches all
