@@ -19,7 +19,7 @@ namespace TwoPC.Recovery;
 /// or a sequence this epoch has not issued yet) proves a second coordinator with the same node id on
 /// another log: it is reported, loudly, and never touched.
 /// </remarks>
-internal sealed class RecoveryManager(
+internal sealed partial class RecoveryManager(
     TimeSpan orphanSafetyInterval,
     TransactionIdAllocator ids,
     ResourceManagerRegistry resourceManagers,
@@ -101,6 +101,7 @@ internal sealed class RecoveryManager(
         {
             // Snapshot before scanning: a transaction that ends between the scan and our check must not look orphaned.
             var liveAtStart = table.SnapshotLive();
+            await RedriveCommittedMarkersAsync(liveAtStart, cancellationToken).ConfigureAwait(false);
             var currentEpoch = ids.Epoch;
             var sequenceAtStart = ids.LastSequence;
             var reports = new List<InDoubtReport>();
@@ -163,7 +164,7 @@ internal sealed class RecoveryManager(
                 new ParallelOptions { MaxDegreeOfParallelism = orphanRollbackParallelism, CancellationToken = cancellationToken },
                 async (orphan, ct) =>
                 {
-                    var (resolution, reason) = await RollBackOrphanAsync(orphan.ResourceManager, orphan.Xid, orphan.Age, ct).ConfigureAwait(false);
+                    var (resolution, reason) = await ResolveOrphanAsync(orphan.ResourceManager, orphan.Xid, orphan.Age, ct).ConfigureAwait(false);
                     lock (reports)
                     {
                         reports[orphan.Report] = reports[orphan.Report] with { Resolution = resolution, Detail = reason };
@@ -195,10 +196,16 @@ internal sealed class RecoveryManager(
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="id"/> is this coordinator's to resolve (presume aborted, fence, re-drive from a marker): the
+    /// one place recovery answers it. Today: the transaction carries this node's id.
+    /// </summary>
+    internal bool IsOwn(GlobalTransactionId id) => id.Node == ids.Node;
+
     private InDoubtResolution Classify(Xid xid, TimeSpan age, HashSet<GlobalTransactionId> liveAtStart, ulong currentEpoch, ulong sequenceAtStart, out string? reason)
     {
         reason = null;
-        if (xid.TryGetGlobalTransactionId() is not { } id || id.Node != ids.Node)
+        if (xid.TryGetGlobalTransactionId() is not { } id || !IsOwn(id))
         {
             reason = "not a branch of this coordinator node";
             return InDoubtResolution.Foreign;
