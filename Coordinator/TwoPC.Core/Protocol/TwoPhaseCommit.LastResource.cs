@@ -111,21 +111,19 @@ internal sealed partial class TwoPhaseCommit
         _ = Task.Run(
             async () =>
             {
-                var delete = false;
                 try
                 {
                     var outcome = await CommitPreparedAsync(id, decision.Branches, i => find(decision.Branches[i].ResourceManager), logged: true, reports: null, time.GetTimestamp(), decision.DecidedAt).ConfigureAwait(false);
                     metrics.RecoveredCommits.Add(decision.Branches.Count);
-                    delete = outcome.Kind == OutcomeKind.Committed;
+
+                    // Queued for deletion before the re-drive is seen finished (a shutdown waits for it, then sweeps).
+                    markers.Release(id, delete: outcome.Kind == OutcomeKind.Committed);
                     phaseTwo.TrySetResult(outcome);
                 }
                 catch (Exception ex)
                 {
+                    markers.Release(id, delete: false);
                     phaseTwo.TrySetException(ex);
-                }
-                finally
-                {
-                    markers.Release(id, delete);
                 }
             },
             CancellationToken.None);
