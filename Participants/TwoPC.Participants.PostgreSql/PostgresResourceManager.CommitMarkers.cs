@@ -162,6 +162,16 @@ public sealed partial class PostgresResourceManager
             {
                 var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
                 await using var connectionScope = connection.ConfigureAwait(false);
+
+                // Looked up first: a role without CREATE on the database or schema can use a table a DBA created.
+                var exists = new NpgsqlCommand("SELECT to_regclass($1) IS NOT NULL", connection);
+                await using var existsScope = exists.ConfigureAwait(false);
+                exists.Parameters.AddWithValue(_commitMarkers.Table);
+                if ((bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                {
+                    break;
+                }
+
                 var create = new NpgsqlCommand(_commitMarkers.Create, connection);
                 await using var createScope = create.ConfigureAwait(false);
                 await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
