@@ -9,7 +9,7 @@ namespace TwoPC.Participants.PostgreSql;
 /// <see cref="Connection"/> within <see cref="Transaction"/> (Dapper: <c>branch.Connection.ExecuteAsync(sql, args, branch.Transaction)</c>);
 /// the coordinator prepares it at commit and the connection goes back to the pool.
 /// </summary>
-public sealed class PostgresBranch : ITransactionBranch, IAsyncDisposable
+public sealed partial class PostgresBranch : ITransactionBranch, IAsyncDisposable
 {
     private const string DuplicateObject = "42710";
 

@@ -53,4 +53,16 @@ internal static partial class PostgresLog
 
     [LoggerMessage(EventId = 4016, Level = LogLevel.Warning, Message = "PostgreSQL resource manager {Name}: transaction {TransactionId} from the recovery data is unknown to this server ({Message}); reporting the outcome as unknown")]
     public static partial void TransactionIdFromTheFuture(this ILogger logger, string name, ulong transactionId, string message);
+
+    [LoggerMessage(EventId = 4020, Level = LogLevel.Information, Message = "PostgreSQL resource manager {Name}: commit marker table {Table} ready")]
+    public static partial void MarkersReady(this ILogger logger, string name, string table);
+
+    [LoggerMessage(EventId = 4021, Level = LogLevel.Information, Message = "Branch {Xid}: the commit with marker for {TransactionId} was refused: {Reason}")]
+    public static partial void MarkerRefused(this ILogger logger, Xid xid, string transactionId, string reason);
+
+    [LoggerMessage(EventId = 4022, Level = LogLevel.Warning, Message = "Branch {Xid}: the answer to the commit with marker for {TransactionId} was lost")]
+    public static partial void MarkerCommitInterrupted(this ILogger logger, Exception exception, Xid xid, string transactionId);
+
+    [LoggerMessage(EventId = 4023, Level = LogLevel.Information, Message = "PostgreSQL resource manager {Name}: purged {Count} aborted (fence) markers older than {Retention}")]
+    public static partial void FencesPurged(this ILogger logger, string name, int count, TimeSpan retention);
 }

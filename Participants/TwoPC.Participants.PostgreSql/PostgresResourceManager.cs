@@ -26,7 +26,7 @@ namespace TwoPC.Participants.PostgreSql;
 /// checks the server when it is reachable (failing fast on <c>max_prepared_transactions = 0</c>) and otherwise defers
 /// the checks to first use, so a coordinator can start (and recover its other resources) while this server is down.
 /// </remarks>
-public sealed partial class PostgresResourceManager : IResourceManager, IPreparedAgeReporter, IDisposable
+public sealed partial class PostgresResourceManager : IResourceManager, ICommitMarkerStore, IPreparedAgeReporter, IDisposable
 {
     private const string UndefinedObject = "42704";
     private const string InvalidParameterValue = "22023";
@@ -41,6 +41,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     private readonly Meter _meter;
     private readonly Counter<long> _lookups;
     private readonly string _legacyMarkers;
+    private readonly CommitMarkerSql _commitMarkers;
     private readonly ResiliencePipeline _checkRetry;
     private readonly ResiliencePipeline _resolveRetry;
     private readonly ConcurrentDictionary<string, ulong> _prepared = new(StringComparer.Ordinal);
@@ -56,6 +57,7 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
         Options = options;
         _logger = logger;
         _legacyMarkers = options.MarkerSchema + ".markers";
+        _commitMarkers = new CommitMarkerSql(options.MarkerSchema);
         _meter = meterFactory?.Create(new MeterOptions(TwoPCTelemetry.MeterName)) ?? new Meter(TwoPCTelemetry.MeterName);
         _meter.CreateObservableGauge(
             "twopc.postgres.oldest_prepared_age",
@@ -173,7 +175,8 @@ public sealed partial class PostgresResourceManager : IResourceManager, IPrepare
     {
         ArgumentNullException.ThrowIfNull(transaction);
         var setLocal = Options.BoundLockWaitsByDeadline ?? false;
-        return transaction.EnlistAsync((xid, ct) => BeginAsync(xid, transaction.Deadline, setLocal, ct), cancellationToken);
+        // Enlisted with this resource manager named up front, so the coordinator can make it the last resource.
+        return transaction.EnlistForAsync(this, (xid, ct) => BeginAsync(xid, transaction.Deadline, setLocal, ct), cancellationToken);
     }
 
     /// <summary>

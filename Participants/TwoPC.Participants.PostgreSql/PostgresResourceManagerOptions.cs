@@ -4,11 +4,19 @@ namespace TwoPC.Participants.PostgreSql;
 public sealed class PostgresResourceManagerOptions
 {
     /// <summary>
-    /// Schema of the marker table that versions before the transaction-id recovery data wrote (<c>&lt;schema&gt;.markers</c>).
+    /// Schema of the commit-marker table of the last-resource commit (<c>&lt;schema&gt;.commit_markers</c>, created on first
+    /// use), and of the marker table that versions before the transaction-id recovery data wrote (<c>&lt;schema&gt;.markers</c>).
     /// Nothing writes it any more and it is never created; when it exists, a row in it is read as "committed" for a
     /// decision logged by such a version (whose recovery data has no transaction id). Default <c>twopc</c>.
     /// </summary>
     public string MarkerSchema { get; set; } = "twopc";
+
+    /// <summary>
+    /// How long an aborted marker (a recovery fence) is kept in <c>&lt;schema&gt;.commit_markers</c> before it is purged.
+    /// It must outlive every transaction that could still try to commit with a marker: longer than the coordinator's
+    /// <c>MaxTimeout</c> plus any clock difference. Default one day.
+    /// </summary>
+    public TimeSpan FenceRetention { get; set; } = TimeSpan.FromDays(1);
 
     /// <summary>
     /// Whether a branch bounds its lock waits and statements with <c>SET LOCAL lock_timeout</c> / <c>statement_timeout</c>

@@ -14,8 +14,12 @@ namespace TwoPC.CrashHost;
 /// databases hold prepared (<c>pg-recover</c>).
 /// </summary>
 /// <remarks>
-/// <c>pg-run --log DIR --db-a CONN --db-b CONN [--crash-step STEP --crash-at N --crash-k K]</c><br/>
-/// <c>pg-recover --log DIR --db-a CONN --db-b CONN</c>
+/// <c>pg-run --log DIR --db-a CONN --db-b CONN [--db-c CONN] [--lrc] [--crash-step STEP --crash-at N --crash-k K] [--crash-between-insert-and-commit]</c><br/>
+/// <c>pg-recover --log DIR --db-a CONN --db-b CONN [--db-c CONN] [--lrc] [--crash-step AfterFence]</c><br/>
+/// <c>--node ID</c> sets the node id (default <c>pg-crash</c>; prepared gids are unique per server, so tests sharing one use
+/// their own); <c>--lrc</c> turns the last-resource commit on (A, enlisted first, is the last resource); <c>--db-c</c> adds a third
+/// database (a second prepared branch); <c>--crash-between-insert-and-commit</c> freezes (CRASHPOINT
+/// BetweenInsertAndCommit) with A's marker inserted and not committed.
 /// </remarks>
 internal static class PostgresHost
 {
@@ -29,11 +33,25 @@ internal static class PostgresHost
         var log = NamedArguments.Value(args, "--log");
         await using var a = NpgsqlDataSource.Create(NamedArguments.Value(args, "--db-a"));
         await using var b = NpgsqlDataSource.Create(NamedArguments.Value(args, "--db-b"));
+        await using var c = NamedArguments.Optional(args, "--db-c") is { } cConnection ? NpgsqlDataSource.Create(cConnection) : null;
         using var rmA = await PostgresResourceManager.CreateAsync("pg-a", a, loggerFactory: loggerFactory);
         using var rmB = await PostgresResourceManager.CreateAsync("pg-b", b, loggerFactory: loggerFactory);
+        using var rmC = c is null ? null : await PostgresResourceManager.CreateAsync("pg-c", c, loggerFactory: loggerFactory);
+        PostgresResourceManager[] rms = rmC is null ? [rmA, rmB] : [rmA, rmB, rmC];
+        if (args.Contains("--crash-between-insert-and-commit"))
+        {
+            rmA.BetweenMarkerInsertAndCommit = branch =>
+            {
+                Output.Line($"CRASHPOINT BetweenInsertAndCommit {branch.Xid.GlobalId}");
+                Thread.Sleep(Timeout.Infinite);
+                return ValueTask.CompletedTask;
+            };
+        }
+
         var coordinatorOptions = new TransactionCoordinatorOptions
         {
-            NodeId = "pg-crash",
+            NodeId = NamedArguments.Optional(args, "--node") ?? "pg-crash",
+            LastResourceCommit = args.Contains("--lrc"),
             OrphanSafetyInterval = OrphanSafetyInterval,
             RecoveryInterval = TimeSpan.FromMilliseconds(250),
             RetryBaseDelay = TimeSpan.FromMilliseconds(20),
@@ -44,12 +62,12 @@ internal static class PostgresHost
             coordinatorOptions.StepHook = new CrashPoint(step, options.At, options.K).OnStepAsync;
         }
 
-        var coordinator = new TransactionCoordinator(coordinatorOptions, new FileTransactionLog(new FileTransactionLogOptions { Directory = log }), [rmA, rmB], loggerFactory);
+        var coordinator = new TransactionCoordinator(coordinatorOptions, new FileTransactionLog(new FileTransactionLogOptions { Directory = log }), rms, loggerFactory);
         await coordinator.StartAsync();
         Output.Line($"STARTED {coordinator.Epoch}");
         try
         {
-            return args[0] == "pg-run" ? await RunOneAsync(coordinator, rmA, rmB) : await RecoverAsync(coordinator, a, b);
+            return args[0] == "pg-run" ? await RunOneAsync(coordinator, rms) : await RecoverAsync(coordinator, c is null ? [a, b] : [a, b, c]);
         }
         finally
         {
@@ -57,10 +75,11 @@ internal static class PostgresHost
         }
     }
 
-    private static async Task<int> RunOneAsync(TransactionCoordinator coordinator, PostgresResourceManager rmA, PostgresResourceManager rmB)
+    private static async Task<int> RunOneAsync(TransactionCoordinator coordinator, PostgresResourceManager[] rms)
     {
         var tx = coordinator.Begin();
-        foreach (var rm in new[] { rmA, rmB })
+        Output.Line($"BEGUN {tx.Id}");
+        foreach (var rm in rms)
         {
             var branch = await rm.EnlistAsync(tx);
             await using var update = new NpgsqlCommand("UPDATE items SET value = value + 1 WHERE id = 1", branch.Connection, branch.Transaction);
@@ -73,13 +92,18 @@ internal static class PostgresHost
         return 0;
     }
 
-    private static async Task<int> RecoverAsync(TransactionCoordinator coordinator, NpgsqlDataSource a, NpgsqlDataSource b)
+    private static async Task<int> RecoverAsync(TransactionCoordinator coordinator, NpgsqlDataSource[] databases)
     {
         var elapsed = Stopwatch.StartNew();
         var prefix = Xid.PrefixFor(coordinator.NodeId);
         while (true)
         {
-            var prepared = await PreparedAsync(a, prefix) + await PreparedAsync(b, prefix);
+            var prepared = 0L;
+            foreach (var database in databases)
+            {
+                prepared += await PreparedAsync(database, prefix);
+            }
+
             if (prepared == 0 && coordinator.RecoveringTransactions == 0)
             {
                 // What recovery concluded about branches it re-drove: a heuristic here is what an operator would see.

@@ -70,6 +70,9 @@ internal static class RabbitMqHost
         var options = new TransactionCoordinatorOptions
         {
             NodeId = "mq-crash",
+
+            // --lrc: the last-resource commit (the PostgreSQL branch, enlisted first, decides; the staged messages ride in its marker).
+            LastResourceCommit = args.Contains("--lrc"),
             OrphanSafetyInterval = TimeSpan.FromMilliseconds(300),
             RecoveryInterval = TimeSpan.FromMilliseconds(250),
             RetryBaseDelay = TimeSpan.FromMilliseconds(20),

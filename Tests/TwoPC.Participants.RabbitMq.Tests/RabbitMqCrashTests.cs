@@ -123,6 +123,54 @@ public sealed class RabbitMqCrashTests(RabbitMqFixture fixture)
         Assert.Equal(["message 0", "message 1", "message 2"], await EffectsAsync(world));
     }
 
+    /// <summary>
+    /// Issue 13, item 1 (and 5): with the last-resource commit the PostgreSQL branch is the decision and the staged
+    /// messages ride in its commit marker, so no decision is forced to the log. Killed right after that COMMIT: the
+    /// database change is committed, nothing is published; the restarted coordinator finds the marker (R1) and publishes
+    /// every message from its payload, and the inbox makes each effect happen once.
+    /// </summary>
+    [Fact]
+    public async Task Last_resource_commit_killed_after_the_marker_commit_publishes_the_messages_from_the_marker_after_restart()
+    {
+        await using var world = await MessagingWorld.CreateAsync(fixture);
+        var log = Directory.CreateTempSubdirectory("twopc-mq-lrc-crash-").FullName;
+        try
+        {
+            using (var run = CrashHostProcess.Start(["mq-run", "--lrc", "--log", log, "--db", world.ConnectionString, "--amqp", world.Broker.AmqpUri.ToString(), "--exchange", world.Exchange, "--messages", "3", "--crash-step", "AfterMarkerCommit"]))
+            {
+                var line = await run.WaitForLineAsync(Wait, "CRASHPOINT", "DONE");
+                Assert.True(line?.StartsWith("CRASHPOINT", StringComparison.Ordinal) == true, run.Describe());
+                run.Kill();
+                await run.WaitForExitAsync(Wait);
+            }
+
+            // The decision is the committed marker: the row is updated, nothing is published, nothing is prepared.
+            Assert.Empty(await world.DrainAsync());
+            Assert.Equal(1, await world.ValueAsync(1));
+            await using (var prepared = world.Database.CreateCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"))
+            {
+                Assert.Equal(0L, (long)(await prepared.ExecuteScalarAsync())!);
+            }
+
+            using (var recover = CrashHostProcess.Start(["mq-recover", "--lrc", "--log", log, "--db", world.ConnectionString, "--amqp", world.Broker.AmqpUri.ToString()]))
+            {
+                var exit = await recover.WaitForExitAsync(Wait);
+                Assert.True(exit == 0 && recover.StdoutLines.Contains("RECOVERED"), recover.Describe());
+            }
+
+            await using var consumer = await InboxConsumer.StartAsync(world.Connection, world.Database, new InboxConsumerOptions { Queue = world.Queue }, RecordEffectAsync);
+            await WaitForEffectsAsync(world, 3);
+            await Task.Delay(300);
+            Assert.Equal(["message 0", "message 1", "message 2"], await EffectsAsync(world));
+            await using var markers = world.Database.CreateCommand("SELECT count(*) FROM twopc.commit_markers WHERE state = 'C'");
+            Assert.Equal(0L, (long)(await markers.ExecuteScalarAsync())!);
+        }
+        finally
+        {
+            Directory.Delete(log, recursive: true);
+        }
+    }
+
     private static async Task RecordEffectAsync(InboxMessage message, NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         await using var insert = new NpgsqlCommand("INSERT INTO effects (message_id, body) VALUES ($1, $2)", connection, transaction);

@@ -14,6 +14,7 @@ public sealed class GlobalTransaction : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly List<EnlistedBranch> _branches = new(2);
     private int _reservedBranches;
+    private (Xid Xid, IResourceManager ResourceManager, uint Hash)? _lastResource;
     private TransactionState _state = TransactionState.Active;
     private TaskCompletionSource<TransactionOutcome>? _completion;
 
@@ -73,7 +74,7 @@ public sealed class GlobalTransaction : IAsyncDisposable
         where TBranch : ITransactionBranch
     {
         ArgumentNullException.ThrowIfNull(createBranch);
-        var xid = ReserveBranch();
+        var xid = ReserveBranch(null);
         var branch = createBranch(xid);
         Add(xid, branch);
         return branch;
@@ -81,11 +82,21 @@ public sealed class GlobalTransaction : IAsyncDisposable
 
     /// <summary>Enlists a branch whose creation is asynchronous (for example it opens a database connection).</summary>
     /// <exception cref="InvalidOperationException">The transaction is no longer active, or the resource manager is not registered.</exception>
-    public async ValueTask<TBranch> EnlistAsync<TBranch>(Func<Xid, CancellationToken, ValueTask<TBranch>> createBranch, CancellationToken cancellationToken = default)
+    public ValueTask<TBranch> EnlistAsync<TBranch>(Func<Xid, CancellationToken, ValueTask<TBranch>> createBranch, CancellationToken cancellationToken = default)
+        where TBranch : ITransactionBranch => EnlistForAsync(null, createBranch, cancellationToken);
+
+    /// <summary>
+    /// Enlists a branch of <paramref name="resourceManager"/>, known before the branch is created. When the coordinator
+    /// runs the last-resource commit (<see cref="TransactionCoordinatorOptions.LastResourceCommit"/>), the first branch
+    /// enlisted this way whose resource manager is an <see cref="ICommitMarkerStore"/> becomes the last resource, and the
+    /// branches enlisted after it get XIDs that say so.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The transaction is no longer active, or the resource manager is not registered.</exception>
+    public async ValueTask<TBranch> EnlistForAsync<TBranch>(IResourceManager? resourceManager, Func<Xid, CancellationToken, ValueTask<TBranch>> createBranch, CancellationToken cancellationToken = default)
         where TBranch : ITransactionBranch
     {
         ArgumentNullException.ThrowIfNull(createBranch);
-        var xid = ReserveBranch();
+        var xid = ReserveBranch(resourceManager);
         var branch = await createBranch(xid, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -127,12 +138,42 @@ public sealed class GlobalTransaction : IAsyncDisposable
     /// <inheritdoc />
     public override string ToString() => Id.ToString();
 
-    private Xid ReserveBranch()
+    /// <summary>The branch chosen as the last resource at enlist (its XID and resource manager), if any.</summary>
+    internal (Xid Xid, IResourceManager ResourceManager, uint Hash)? LastResource
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _lastResource;
+            }
+        }
+    }
+
+    private Xid ReserveBranch(IResourceManager? resourceManager)
     {
         lock (_gate)
         {
             ThrowIfNotActive();
-            return Xid.ForBranch(Id, ++_reservedBranches);
+            var n = ++_reservedBranches;
+            if (!_completions.LastResourceCommit)
+            {
+                return Xid.ForBranch(Id, n);
+            }
+
+            if (_lastResource is { } last)
+            {
+                // Decided by the last resource's marker: the XID says where recovery finds it.
+                return LastResourceXid.ForBranch(Id, n, last.Hash);
+            }
+
+            var xid = Xid.ForBranch(Id, n);
+            if (resourceManager is ICommitMarkerStore)
+            {
+                _lastResource = (xid, resourceManager, LastResourceXid.Hash(resourceManager.Name));
+            }
+
+            return xid;
         }
     }
 

@@ -11,6 +11,9 @@ internal sealed class TransactionCompletions(TwoPhaseCommit protocol, Transactio
 {
     public TimeProvider Time => time;
 
+    /// <summary>Whether branches are enlisted for the last-resource commit (<see cref="TransactionCoordinatorOptions.LastResourceCommit"/>).</summary>
+    public bool LastResourceCommit { get; init; }
+
     /// <summary>Where an enlisting branch's resource manager must be registered.</summary>
     public ResourceManagerRegistry ResourceManagers => resourceManagers;
 

@@ -39,8 +39,12 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly TransactionIdAllocator _ids;
     private readonly RedriveGates _redriveGates = new(DefaultRedriveParallelism);
+    private readonly CommitMarkerJanitor _markers;
     private Task _background = Task.CompletedTask;
     private volatile int _phase; // 0 created, 1 starting, 2 running, 3 stopping, 4 stopped
+
+    /// <summary>How often finished commit markers are deleted (in batches, off the hot path).</summary>
+    private static readonly TimeSpan MarkerDeletionPeriod = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Creates a coordinator; nothing happens until <see cref="StartAsync"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid (the message names it).</exception>
@@ -65,11 +69,16 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
         _meter = TwoPCTelemetry.CreateMeter(meterFactory);
         _metrics = new CoordinatorMetrics(_meter, () => _table.RecoveringCount + (_phase >= 2 ? _recovery!.LeftInDoubt : 0), () => _table.HeuristicCount);
         _calls = new BranchCalls(options, _logger, Time);
-        _protocol = new TwoPhaseCommit(options, log, _calls, _table, _metrics, _logger, Time, _stopping.Token);
-        _recovery = new RecoveryManager(options.OrphanSafetyInterval, _ids, _resourceManagers, _table, _calls, _metrics, _logger, Time);
+        var lastResourceMetrics = new LastResourceMetrics(_meter);
+        _markers = new CommitMarkerJanitor(lastResourceMetrics, _logger);
+        _protocol = new TwoPhaseCommit(options, log, _calls, _table, _metrics, _logger, Time, lastResourceMetrics, _markers, _stopping.Token);
+        _recovery = new RecoveryManager(options.OrphanSafetyInterval, _ids, _resourceManagers, _table, _calls, _metrics, _logger, Time)
+        {
+            LastResource = new LastResourceRecovery((store, decision) => _protocol.TryRedriveMarker(store, decision, _resourceManagers.Find), lastResourceMetrics, options.StepHook),
+        };
         _status = new CoordinatorStatus(_table, _recovery, Time);
         _forced = new ForcedResolution(_ids, _status, _resourceManagers, log, _table, _calls, _recovery, _metrics, _logger, _stopping.Token);
-        _completions = new TransactionCompletions(_protocol, _table, _resourceManagers, Time);
+        _completions = new TransactionCompletions(_protocol, _table, _resourceManagers, Time) { LastResourceCommit = options.LastResourceCommit };
         foreach (var rm in resourceManagers ?? [])
         {
             RegisterResourceManager(rm);
@@ -154,7 +163,7 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
         _logger.RecoveryLoaded(redriven, state.Heuristics.Count);
         await _recovery.RunPassAsync(cancellationToken).ConfigureAwait(false);
         _phase = 2;
-        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token), TakeoverLoopAsync(_stopping.Token));
+        _background = Task.WhenAll(RecoveryLoopAsync(_stopping.Token), ReaperLoopAsync(_stopping.Token), TakeoverLoopAsync(_stopping.Token), _markers.RunAsync(MarkerDeletionPeriod, Time, _stopping.Token));
         _logger.CoordinatorStarted(_ids.Node.Value, _ids.Epoch);
     }
 

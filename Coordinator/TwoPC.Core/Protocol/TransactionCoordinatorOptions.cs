@@ -54,6 +54,15 @@ public class TransactionCoordinatorOptions
     /// </summary>
     public TimeSpan TakeoverInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Last-resource commit: when a transaction has two or more branches and one of them belongs to a resource manager
+    /// that stores commit markers (<see cref="Participants.ICommitMarkerStore"/>, such as PostgreSQL), that branch is
+    /// never prepared: the others are, and then it commits in one phase with a marker row for the transaction — its
+    /// <c>COMMIT</c> is the decision, and nothing is forced to the coordinator's log. One PREPARE, one COMMIT PREPARED
+    /// and one log force fewer than two-phase commit. Default <see langword="false"/>.
+    /// </summary>
+    public bool LastResourceCommit { get; set; }
+
     /// <summary>Test hook: called at every named protocol step (the crash tests kill the process there).</summary>
     internal Func<ProtocolStep, GlobalTransactionId, int, ValueTask>? StepHook { get; set; }
 
@@ -123,4 +132,13 @@ internal enum ProtocolStep
 
     /// <summary>The END record was appended.</summary>
     AfterEnd,
+
+    /// <summary>Last-resource commit: every other branch voted; the last resource's commit with its marker is not sent yet.</summary>
+    BeforeMarkerCommit,
+
+    /// <summary>Last-resource commit: the last resource committed with its marker (the decision); no prepared branch was told.</summary>
+    AfterMarkerCommit,
+
+    /// <summary>Recovery fenced the k-th last-resource orphan of a pass (the fence is committed) and has not acted on it yet.</summary>
+    AfterFence,
 }

@@ -1,5 +1,6 @@
 // Longer than 400 lines on purpose: the protocol reads top to bottom in one file (the rules in the remarks, then
-// CommitAsync, then its steps); splitting it would scatter the one method a reviewer must check.
+// CommitAsync, then its steps); splitting it would scatter the one method a reviewer must check. The last-resource
+// commit, a protocol of its own that shares the steps, is in TwoPhaseCommit.LastResource.cs.
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
@@ -15,6 +16,10 @@ namespace TwoPC.Protocol;
 /// </summary>
 /// <remarks>
 /// <list type="number">
+/// <item>Last-resource commit (<see cref="TransactionCoordinatorOptions.LastResourceCommit"/>): when a branch was chosen
+/// as the last resource at enlist and every other branch's XID names it, the decision is that branch's one-phase
+/// <c>COMMIT</c> with a marker row, not a log record: see <c>TwoPhaseCommit.LastResource.cs</c>, whose safety argument
+/// reads like this list. Otherwise the steps below run unchanged.</item>
 /// <item>No branch → committed. One branch whose resource commits atomically (<see cref="IResourceManager.CommitsAtomically"/>)
 /// → commit it in one phase, log nothing. Any other lone branch (a publisher, a remote participant) goes through
 /// both phases below, so that its commit is logged and retried until acknowledged.</item>
@@ -30,7 +35,7 @@ namespace TwoPC.Protocol;
 /// heuristic outcome: forced to the log and kept until an operator forgets it.</item>
 /// </list>
 /// </remarks>
-internal sealed class TwoPhaseCommit(
+internal sealed partial class TwoPhaseCommit(
     TransactionCoordinatorOptions options,
     ITransactionLog log,
     BranchCalls calls,
@@ -38,6 +43,8 @@ internal sealed class TwoPhaseCommit(
     CoordinatorMetrics metrics,
     ILogger logger,
     TimeProvider time,
+    LastResourceMetrics lastResourceMetrics,
+    CommitMarkerJanitor markers,
     CancellationToken stopping)
 {
     public async Task<TransactionOutcome> CommitAsync(GlobalTransaction tx, EnlistedBranch[] branches, CancellationToken cancellationToken)
@@ -62,6 +69,11 @@ internal sealed class TwoPhaseCommit(
         if (branches.Length == 1 && branches[0].ResourceManager.CommitsAtomically)
         {
             return await CommitOnePhaseAsync(tx, branches[0], started).ConfigureAwait(false);
+        }
+
+        if (LastResourceOf(tx, branches) is { } last)
+        {
+            return await CommitWithLastResourceAsync(tx, branches, last, started, cancellationToken).ConfigureAwait(false);
         }
 
         // Phase 1.

@@ -19,7 +19,7 @@ namespace TwoPC.Recovery;
 /// or a sequence this epoch has not issued yet) proves a second coordinator with the same node id on
 /// another log: it is reported, loudly, and never touched.
 /// </remarks>
-internal sealed class RecoveryManager(
+internal sealed partial class RecoveryManager(
     TimeSpan orphanSafetyInterval,
     TransactionIdAllocator ids,
     ResourceManagerRegistry resourceManagers,
@@ -113,6 +113,7 @@ internal sealed class RecoveryManager(
         {
             // Snapshot before scanning: a transaction that ends between the scan and our check must not look orphaned.
             var liveAtStart = table.SnapshotLive();
+            await RedriveCommittedMarkersAsync(liveAtStart, cancellationToken).ConfigureAwait(false);
             var currentEpoch = ids.Epoch;
             var sequenceAtStart = ids.LastSequence;
             var reports = new List<InDoubtReport>();
@@ -175,7 +176,7 @@ internal sealed class RecoveryManager(
                 new ParallelOptions { MaxDegreeOfParallelism = orphanRollbackParallelism, CancellationToken = cancellationToken },
                 async (orphan, ct) =>
                 {
-                    var (resolution, reason) = await RollBackOrphanAsync(orphan.ResourceManager, orphan.Xid, orphan.Age, ct).ConfigureAwait(false);
+                    var (resolution, reason) = await ResolveOrphanAsync(orphan.ResourceManager, orphan.Xid, orphan.Age, ct).ConfigureAwait(false);
                     lock (reports)
                     {
                         reports[orphan.Report] = reports[orphan.Report] with { Resolution = resolution, Detail = reason };
@@ -206,6 +207,14 @@ internal sealed class RecoveryManager(
             _oneAtATime.Release();
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="id"/> is this coordinator's to resolve (presume aborted, fence, re-drive from a marker): the
+    /// one place recovery answers it: the transaction carries this node's id, or the id of a node this one took over on a
+    /// shared log with an epoch the takeover fenced.
+    /// </summary>
+    internal bool IsOwn(GlobalTransactionId id) =>
+        id.Node == ids.Node || (_adopted.TryGetValue(id.Node, out var fencedEpoch) && id.Epoch <= fencedEpoch);
 
     private InDoubtResolution Classify(Xid xid, TimeSpan age, HashSet<GlobalTransactionId> liveAtStart, ulong currentEpoch, ulong sequenceAtStart, out string? reason)
     {
