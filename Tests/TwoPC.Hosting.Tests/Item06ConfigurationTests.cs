@@ -32,6 +32,7 @@ public sealed class Item06ConfigurationTests : IDisposable
         { "RollbackAttempts", "7", "7" },
         { "RecentOutcomeCapacity", "123", "123" },
         { "TakeoverInterval", "00:00:02", "00:00:02" },
+        { "LastResourceCommit", "true", "True" },
     };
 
     [Theory]
