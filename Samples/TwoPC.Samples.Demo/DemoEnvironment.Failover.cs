@@ -39,9 +39,13 @@ internal sealed partial class DemoEnvironment
             "--TwoPC:TakeoverInterval=00:00:00.250",
         ];
         var common = Coordinator.Arguments.Where(a => !a.StartsWith("--TwoPC:LogDirectory=", StringComparison.Ordinal)).ToList();
-        var first = new ServiceEndpoint(PrimaryNode, Coordinator.Project, FreePort.OnLoopback(), [.. common.Select(a => a == $"--TwoPC:NodeId={CoordinatorNode}" ? $"--TwoPC:NodeId={PrimaryNode}" : a), .. sharedLog]);
-        var second = new ServiceEndpoint(StandbyNode, Coordinator.Project, FreePort.OnLoopback(),
-            [.. common.Select(a => a == $"--TwoPC:NodeId={CoordinatorNode}" ? $"--TwoPC:NodeId={StandbyNode}" : a), .. sharedLog]);
+        var (firstPort, secondPort) = (FreePort.OnLoopback(), FreePort.OnLoopback());
+
+        // Each node knows the other's URL: a request about a transaction that reaches the node that did not begin it is forwarded.
+        string[] cluster = [$"--Coordinator:Cluster:Nodes:{PrimaryNode}:Url={Url(firstPort)}", $"--Coordinator:Cluster:Nodes:{StandbyNode}:Url={Url(secondPort)}"];
+        var first = new ServiceEndpoint(PrimaryNode, Coordinator.Project, firstPort, [.. common.Select(a => a == $"--TwoPC:NodeId={CoordinatorNode}" ? $"--TwoPC:NodeId={PrimaryNode}" : a), .. sharedLog, .. cluster]);
+        var second = new ServiceEndpoint(StandbyNode, Coordinator.Project, secondPort,
+            [.. common.Select(a => a == $"--TwoPC:NodeId={CoordinatorNode}" ? $"--TwoPC:NodeId={StandbyNode}" : a), .. sharedLog, .. cluster]);
         if (Coordinator.Current is { } old)
         {
             old.Kill();
@@ -57,4 +61,7 @@ internal sealed partial class DemoEnvironment
         reader.DefaultRequestHeaders.Add(AdminKeyHeader, _adminKey);
         return new TwoPCClient(reader);
     }
+
+    /// <summary>The forwarder spreads new connections over both nodes (the load part of the failover scenario).</summary>
+    public void SpreadOverNodes() => _forwarder!.RoundRobin = true;
 }

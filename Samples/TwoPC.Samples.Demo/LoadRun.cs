@@ -7,11 +7,12 @@ namespace TwoPC.Samples.Demo;
 /// Scenario 6: many concurrent checkouts with random customers, skus and quantities -- some customers run out of
 /// money and some skus out of stock -- then the consistency report.
 /// </summary>
-internal sealed class LoadRun(DemoEnvironment env, Narrator say, Invariants invariants, DemoOptions options)
+internal sealed class LoadRun(DemoEnvironment env, Narrator say, Invariants invariants, DemoOptions options, string? heading = null)
 {
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>Runs the checkouts and the consistency report; returns every checkout's answer.</summary>
+    public async Task<IReadOnlyList<CheckoutAnswer>> RunAsync(CancellationToken cancellationToken)
     {
-        say.Heading($"6. Load: {options.LoadCount} checkouts, {options.Concurrency} at a time");
+        say.Heading(heading ?? $"6. Load: {options.LoadCount} checkouts, {options.Concurrency} at a time");
         say.Story("Random customers, skus and quantities (seed " + options.Seed + "): the poorer customers run out of money (a");
         say.Story("No vote at the payment branch's PREPARE) and the lamps and chairs run out (the orders branch fails);");
         say.Story("hot rows wait on each other's prepared transactions. Whatever each checkout's fate, the totals must hold.");
@@ -74,6 +75,7 @@ internal sealed class LoadRun(DemoEnvironment env, Narrator say, Invariants inva
         await invariants.CheckAsync(env, say, cancellationToken);
         say.Story($"Throughput: {answers.Count / elapsed.TotalSeconds:0.0} checkouts/s ({committed.Count / elapsed.TotalSeconds:0.0} committed/s), " +
             $"each with 2 PostgreSQL branches and 1 confirmed publish, on {Environment.ProcessorCount} cores.");
+        return answers;
     }
 
     private static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];

@@ -49,9 +49,21 @@ internal sealed partial class Scenarios
         say.Expect(status?.State == TransactionStateDto.Committed, $"{DemoEnvironment.StandbyNode} reports the dead node's transaction Committed", status?.State.ToString());
         say.Expect(settled.Payments.Count(p => p.OrderId == orderId) == 1 && settled.Orders.Count(o => o.OrderId == orderId) == 1,
             "order and payment each committed exactly once");
-        say.Expect(settled.Wallets["grace"] == before.Wallets["grace"] - 8m && settled.Stock["mug"] == before.Stock["mug"] - 1, "8.00 left grace's wallet and one mug the stock");
+        say.Expect(settled.Wallets["grace"] == before.Wallets["grace"] - 8m && settled.Stock["mug"] == before.Stock["mug"] - 1, "8.00 left grace's wallet and one mug the stock",
+            $"grace {Narrator.Money(before.Wallets["grace"])} -> {Narrator.Money(settled.Wallets["grace"])}, mugs {before.Stock["mug"]} -> {settled.Stock["mug"]}");
         say.Expect(settled.Shipments.Count(s => s.OrderId == orderId) == 1, "exactly one shipment");
         await invariants.CheckAsync(env, say, cancellationToken);
+
+        say.Story($"{DemoEnvironment.PrimaryNode} is restarted: it takes its lease back under a new epoch and rejoins. The forwarder now");
+        say.Story("spreads connections over both nodes, so a checkout's calls land on either; a node forwards a request");
+        say.Story("about the other's transaction to it (Coordinator:Cluster:Nodes).");
+        await env.RestartCoordinatorAsync(cancellationToken);
+        env.SpreadOverNodes();
+        var load = options with { LoadCount = Math.Min(options.LoadCount, 60), Concurrency = Math.Min(options.Concurrency, 8) };
+        var answers = await new LoadRun(env, say, invariants, load, $"8b. Load across both nodes: {load.LoadCount} checkouts, {load.Concurrency} at a time").RunAsync(cancellationToken);
+        var byNode = answers.Where(a => a.TransactionId is not null).GroupBy(a => a.TransactionId!.Split('.')[0], StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        say.Expect(byNode.ContainsKey(DemoEnvironment.PrimaryNode) && byNode.ContainsKey(DemoEnvironment.StandbyNode),
+            "both nodes began checkouts (a transaction id names its node)", string.Join(", ", byNode.Select(kv => $"{kv.Key}: {kv.Value}")));
     }
 
     private static async Task<TransactionStatusDto?> WaitForCommittedAsync(TwoPCClient client, string transactionId, CancellationToken cancellationToken)

@@ -18,7 +18,7 @@ internal sealed partial class Scenarios(DemoEnvironment env, Narrator say, Invar
         "stock" => OutOfStockAsync(cancellationToken),
         "crash" => CoordinatorCrashAsync(cancellationToken),
         "duplicate" => DuplicateDeliveryAsync(cancellationToken),
-        "load" => new LoadRun(env, say, invariants, options).RunAsync(cancellationToken),
+        "load" => new LoadRun(env, say, invariants, options).RunAsync(cancellationToken) as Task,
         "embedded" => EmbeddedAsync(cancellationToken),
         "failover" => FailoverAsync(cancellationToken),
         _ => throw new ArgumentOutOfRangeException(nameof(scenario), scenario, "unknown scenario"),

@@ -5,8 +5,9 @@ namespace TwoPC.Samples.Demo;
 
 /// <summary>
 /// The failover scenario's stand-in for a load balancer (a Kubernetes Service, an L4 balancer): it listens on the
-/// coordinator's well-known port and pipes each connection to the first backend that accepts one, in order. When a node
-/// dies, its connections break and new ones go to the next node.
+/// coordinator's well-known port and pipes each connection to the first backend that accepts one, in order — or, with
+/// <see cref="RoundRobin"/>, starting from the next backend each time. When a node dies, its connections break and new
+/// ones go to a live node.
 /// </summary>
 internal sealed class TcpForwarder : IAsyncDisposable
 {
@@ -14,6 +15,7 @@ internal sealed class TcpForwarder : IAsyncDisposable
     private readonly IReadOnlyList<int> _backends;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
+    private int _next;
 
     public TcpForwarder(int port, IReadOnlyList<int> backends)
     {
@@ -22,6 +24,9 @@ internal sealed class TcpForwarder : IAsyncDisposable
         _listener.Start();
         _accepting = AcceptAsync(_stop.Token);
     }
+
+    /// <summary>Spread connections over the backends (each new connection starts at the next one) instead of preferring the first.</summary>
+    public bool RoundRobin { get; set; }
 
     public async ValueTask DisposeAsync()
     {
@@ -51,7 +56,8 @@ internal sealed class TcpForwarder : IAsyncDisposable
     {
         using (client)
         {
-            foreach (var port in _backends)
+            var first = RoundRobin ? (int)((uint)Interlocked.Increment(ref _next) % (uint)_backends.Count) : 0;
+            foreach (var port in _backends.Skip(first).Concat(_backends.Take(first)))
             {
                 using var backend = new TcpClient();
                 try
