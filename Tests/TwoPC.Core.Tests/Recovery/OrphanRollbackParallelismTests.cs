@@ -46,59 +46,25 @@ public sealed class OrphanRollbackParallelismTests
     /// </summary>
     private sealed class ConcurrentRollbacks(string name, int bound) : IResourceManager
     {
-        private readonly TaskCompletionSource _enough = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly ConcurrentDictionary<Xid, bool> _failing = new();
-        private int _inFlight;
-        private int _maxInFlight;
+        private readonly InFlightGate _gate = new(now => now >= bound, TimeSpan.FromSeconds(2));
 
         public string Name => name;
 
         public ConcurrentDictionary<Xid, bool> Prepared { get; } = new();
 
-        public int MaxInFlight => Volatile.Read(ref _maxInFlight);
+        public int MaxInFlight => _gate.MaxInFlight;
 
-        public void Fail(Xid xid) => _failing[xid] = true;
+        public void Fail(Xid xid) => _gate.Fail(xid);
 
         public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
             throw new InvalidOperationException("no orphan is committed");
 
-        public async ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
-        {
-            var now = Interlocked.Increment(ref _inFlight);
-            int max;
-            while (now > (max = Volatile.Read(ref _maxInFlight)) && Interlocked.CompareExchange(ref _maxInFlight, now, max) != max)
+        public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+            _gate.PassAsync(xid, () =>
             {
-            }
-
-            try
-            {
-                if (now >= bound)
-                {
-                    _enough.TrySetResult();
-                }
-
-                try
-                {
-                    await _enough.Task.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
-                }
-                catch (TimeoutException)
-                {
-                    _enough.TrySetResult();
-                }
-
-                if (_failing.ContainsKey(xid))
-                {
-                    throw new IOException("scripted: the database is unreachable for this branch");
-                }
-
                 Prepared.TryRemove(xid, out _);
                 return BranchOutcome.RolledBack;
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _inFlight);
-            }
-        }
+            }, cancellationToken);
 
         public ValueTask<IReadOnlyCollection<InDoubtBranch>> RecoverAsync(CancellationToken cancellationToken) =>
             ValueTask.FromResult<IReadOnlyCollection<InDoubtBranch>>([.. Prepared.Keys.Select(x => new InDoubtBranch(x, DateTimeOffset.UtcNow.AddHours(-1)))]);

@@ -93,10 +93,7 @@ public sealed class RedriveParallelismTests
     /// </summary>
     private sealed class ConcurrentCommits(string name, int bound) : IResourceManager
     {
-        private readonly TaskCompletionSource _enough = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly ConcurrentDictionary<Xid, bool> _failing = new();
-        private int _inFlight;
-        private int _maxInFlight;
+        private readonly InFlightGate _gate = new(now => now > bound, TimeSpan.FromSeconds(1));
 
         public string Name => name;
 
@@ -106,50 +103,19 @@ public sealed class RedriveParallelismTests
 
         public ConcurrentBag<Xid> RolledBack { get; } = [];
 
-        public int MaxInFlight => Volatile.Read(ref _maxInFlight);
+        public int MaxInFlight => _gate.MaxInFlight;
 
-        public void Fail(Xid xid) => _failing[xid] = true;
+        public void Fail(Xid xid) => _gate.Fail(xid);
 
-        public void Heal() => _failing.Clear();
+        public void Heal() => _gate.Heal();
 
-        public async ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
-        {
-            var now = Interlocked.Increment(ref _inFlight);
-            int max;
-            while (now > (max = Volatile.Read(ref _maxInFlight)) && Interlocked.CompareExchange(ref _maxInFlight, now, max) != max)
+        public ValueTask<BranchOutcome> CommitAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken) =>
+            _gate.PassAsync(xid, () =>
             {
-            }
-
-            try
-            {
-                if (now > bound)
-                {
-                    _enough.TrySetResult();
-                }
-
-                try
-                {
-                    await _enough.Task.WaitAsync(TimeSpan.FromSeconds(1), cancellationToken);
-                }
-                catch (TimeoutException)
-                {
-                    _enough.TrySetResult();
-                }
-
-                if (_failing.ContainsKey(xid))
-                {
-                    throw new IOException("scripted: the database is unreachable for this branch");
-                }
-
                 Prepared.TryRemove(xid, out _);
                 Commits.AddOrUpdate(xid, 1, static (_, n) => n + 1);
                 return BranchOutcome.Committed;
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _inFlight);
-            }
-        }
+            }, cancellationToken);
 
         public ValueTask<BranchOutcome> RollbackAsync(Xid xid, ReadOnlyMemory<byte> recoveryData, CancellationToken cancellationToken)
         {
