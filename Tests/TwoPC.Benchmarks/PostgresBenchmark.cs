@@ -45,7 +45,7 @@ public static class PostgresBenchmark
         using var rmASetLocal = await PostgresResourceManager.CreateAsync("bench-a-set-local", a, setLocal);
         using var rmBSetLocal = await PostgresResourceManager.CreateAsync("bench-b-set-local", b, setLocal);
         var logDirectory = Directory.CreateTempSubdirectory("twopc-pg-bench-");
-        await using var coordinator = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "pg-bench" },
+        await using var coordinator = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "pg-bench", LastResourceCommit = false },
             new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }), [rmA, rmB, rmASetLocal, rmBSetLocal]);
         await coordinator.StartAsync();
 
@@ -139,7 +139,7 @@ public static class PostgresBenchmark
         Console.WriteLine(verdict);
         ResultsFile.Write("postgres.md", "PostgreSQL: two databases, one UPDATE each",
             $"dotnet run -c Release --project Tests/TwoPC.Benchmarks -- postgres {seconds.ToString(CultureInfo.InvariantCulture)}",
-            $"One private PostgreSQL {server.Version} server on loopback (fsync on, started by Testing/TwoPC.TestServers), two databases of {Rows:N0} rows; each transaction updates one random row in each. TwoPC: Begin, EnlistAsync in both, UPDATE, CommitAsync (durable WAL); TwoPC-LRC: the same with TransactionCoordinatorOptions.LastResourceCommit = true (the first database is the last resource; finished markers deleted in batches in the background); once more with SET LOCAL lock/statement timeouts on every branch (BoundLockWaitsByDeadline = true). Raw 2PC: the same SQL with PREPARE TRANSACTION / COMMIT PREPARED in parallel and no coordinator. One-phase: two plain COMMITs in parallel (not atomic). After a 4 s warm-up of every variant at 32 concurrent, each cell is measured twice ({seconds} s each, after a 1 s warm-up), in opposite variant orders, and averaged.",
+            $"One private PostgreSQL {server.Version} server on loopback (fsync on, started by Testing/TwoPC.TestServers), two databases of {Rows:N0} rows; each transaction updates one random row in each. TwoPC: Begin, EnlistAsync in both, UPDATE, CommitAsync with TransactionCoordinatorOptions.LastResourceCommit = false (both prepared, decision forced to the durable WAL); TwoPC-LRC: the same with the default, LastResourceCommit = true (the first database is the last resource; finished markers deleted in batches in the background); once more with SET LOCAL lock/statement timeouts on every branch (BoundLockWaitsByDeadline = true). Raw 2PC: the same SQL with PREPARE TRANSACTION / COMMIT PREPARED in parallel and no coordinator. One-phase: two plain COMMITs in parallel (not atomic). After a 4 s warm-up of every variant at 32 concurrent, each cell is measured twice ({seconds} s each, after a 1 s warm-up), in opposite variant orders, and averaged.",
             table.ToString(), verdict, dataDirectory: server.DataDirectory);
         logDirectory.Delete(recursive: true);
         lrcLogDirectory.Delete(recursive: true);

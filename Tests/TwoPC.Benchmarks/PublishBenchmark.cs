@@ -80,7 +80,7 @@ public static class PublishBenchmark
         var publisherOptions = new RabbitMqPublisherOptions { Channels = concurrencies.Max() };
         await using var rabbitRm = await RabbitMqResourceManager.CreateAsync("bench-mq", new ConnectionFactory { Uri = rabbit.AmqpUri }, publisherOptions);
         var logDirectory = Directory.CreateTempSubdirectory("twopc-publish-bench-");
-        await using var coordinator = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "publish-bench" },
+        await using var coordinator = new TransactionCoordinator(new TransactionCoordinatorOptions { NodeId = "publish-bench", LastResourceCommit = false },
             new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }), [postgresRm, rabbitRm]);
         await coordinator.StartAsync();
 
@@ -247,8 +247,8 @@ public static class PublishBenchmark
             $"""
             Private PostgreSQL {postgres.Version} (fsync on) and RabbitMQ {rabbit.Version} on loopback, started by Testing/TwoPC.TestServers. Each operation updates one random row of {Rows:N0} and publishes one small persistent JSON message (about 40 bytes) to a durable topic exchange bound to a quorum queue; one consumer (prefetch 500, manual ack) drains the queue for the whole run, the same for every variant.
 
-            - **TwoPC**: coordinator with a durable FileTransactionLog; PostgresResourceManager branch (the UPDATE) and RabbitMqResourceManager branch (the message staged, {publisherOptions.Channels} confirm channels); CommitAsync prepares both (PREPARE TRANSACTION; exchange check), forces the decision with the message in it, then COMMIT PREPARED and a mandatory, persistent publish with its confirm awaited.
-            - **TwoPC-LRC**: the same with TransactionCoordinatorOptions.LastResourceCommit = true: the RabbitMQ branch is prepared (the exchange check), then the PostgreSQL branch commits in one phase with an INSERT of its commit marker (the staged message in its payload) in the same batch — the decision, no WAL force — then the confirmed publish; finished markers are deleted in batches in the background.
+            - **TwoPC**: coordinator with a durable FileTransactionLog and TransactionCoordinatorOptions.LastResourceCommit = false; PostgresResourceManager branch (the UPDATE) and RabbitMqResourceManager branch (the message staged, {publisherOptions.Channels} confirm channels); CommitAsync prepares both (PREPARE TRANSACTION; exchange check), forces the decision with the message in it, then COMMIT PREPARED and a mandatory, persistent publish with its confirm awaited.
+            - **TwoPC-LRC**: the same with the default, LastResourceCommit = true: the RabbitMQ branch is prepared (the exchange check), then the PostgreSQL branch commits in one phase with an INSERT of its commit marker (the staged message in its payload) in the same batch — the decision, no WAL force — then the confirmed publish; finished markers are deleted in batches in the background.
             - **raw confirmed publish** (not atomic): the UPDATE in a one-phase transaction, COMMIT, then BasicPublishAsync (mandatory, persistent) on a channel with publisher confirms and tracking, awaited; one channel per worker.
             - **Wolverine outbox** (WolverineFx 6.62.0 with WolverineFx.Postgresql and WolverineFx.RabbitMQ, solo durability mode, PostgreSQL message persistence in the same database, durable outbox on the sending endpoint): per operation a MessageContext enlisted with a DatabaseEnvelopeTransaction on the caller's NpgsqlTransaction, the UPDATE, SendAsync (the envelope row is inserted in the same transaction), COMMIT, FlushOutgoingMessagesAsync. RabbitMQ channels as shipped: no publisher confirms.
             - **Wolverine outbox + confirms**: the same, in its own schema, with publisher confirms and confirm tracking enabled on Wolverine's channels.

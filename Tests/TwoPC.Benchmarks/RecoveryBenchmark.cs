@@ -130,7 +130,7 @@ public static partial class RecoveryBenchmark
         using var rmA = await PostgresResourceManager.CreateAsync("pg-a", a);
         using var rmB = await PostgresResourceManager.CreateAsync("pg-b", b);
         var log = new TimedLog(new FileTransactionLog(new FileTransactionLogOptions { Directory = logDirectory.FullName }));
-        var options = new TransactionCoordinatorOptions { NodeId = NodeId, OrphanSafetyInterval = OrphanSafetyInterval };
+        var options = new TransactionCoordinatorOptions { NodeId = NodeId, OrphanSafetyInterval = OrphanSafetyInterval, LastResourceCommit = false };
         using var counters = new RecoveryCounters();
         var warnings = new WarningCounter();
         using var loggerFactory = LoggerFactory.Create(builder => builder.SetMinimumLevel(LogLevel.Warning).AddProvider(warnings));

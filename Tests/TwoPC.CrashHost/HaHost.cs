@@ -42,6 +42,9 @@ internal static class HaHost
             TakeoverInterval = TimeSpan.FromMilliseconds(Int(args, "--takeover-ms", 250)),
             RetryBaseDelay = TimeSpan.FromMilliseconds(20),
             RetryMaxDelay = TimeSpan.FromMilliseconds(500),
+
+            // The logged protocol unless --lrc: the crash steps of the two protocols differ.
+            LastResourceCommit = args.Contains("--lrc"),
         };
         if (NamedArguments.Optional(args, "--crash-step") is { } step)
         {

@@ -117,7 +117,7 @@ public sealed class Issue10PostgresTests(PostgresFixture fixture)
         var otherLog = Directory.CreateTempSubdirectory("twopc-pg-other-log-");
         try
         {
-            var options = new TransactionCoordinatorOptions { NodeId = "pg-tests", OrphanSafetyInterval = TimeSpan.FromHours(1), RecoveryInterval = TimeSpan.FromHours(1) };
+            var options = new TransactionCoordinatorOptions { NodeId = "pg-tests", OrphanSafetyInterval = TimeSpan.FromHours(1), RecoveryInterval = TimeSpan.FromHours(1), LastResourceCommit = false };
             await using var second = new TransactionCoordinator(options, new FileTransactionLog(new FileTransactionLogOptions { Directory = otherLog.FullName }), [db.RmA, db.RmB]);
             await second.StartAsync();
 

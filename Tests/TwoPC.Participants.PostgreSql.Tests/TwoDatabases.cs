@@ -59,6 +59,10 @@ internal sealed class TwoDatabases : IAsyncDisposable
             RetryMaxDelay = TimeSpan.FromMilliseconds(500),
             OrphanSafetyInterval = TimeSpan.FromMilliseconds(200),
             RecoveryInterval = TimeSpan.FromHours(1),
+
+            // These tests are about prepared branches (PREPARE, COMMIT/ROLLBACK PREPARED, recovery scans): both databases
+            // are prepared and the decision is logged. The last-resource path (the default) has its own tests in LastResource/.
+            LastResourceCommit = false,
         };
         configure?.Invoke(options);
         var log = new FileTransactionLog(new FileTransactionLogOptions { Directory = LogDirectory });

@@ -299,7 +299,7 @@ public sealed class Issue10PublishingTests(RabbitMqFixture fixture, ITestOutputH
             o.BranchCallTimeout = TimeSpan.FromSeconds(30);
             o.StepHook = async (step, _, _) =>
             {
-                if (step == ProtocolStep.DecisionLogged && outage is null)
+                if (step is ProtocolStep.DecisionLogged or ProtocolStep.AfterMarkerCommit && outage is null)
                 {
                     await broker.StopAsync();
                     outage = Task.Run(async () =>

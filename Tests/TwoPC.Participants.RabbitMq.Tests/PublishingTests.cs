@@ -131,7 +131,7 @@ public sealed class PublishingTests(RabbitMqFixture fixture)
         var closed = false;
         await using var world = await MessagingWorld.CreateAsync(fixture, configure: o => o.StepHook = async (step, _, _) =>
         {
-            if (step == ProtocolStep.DecisionLogged && !closed)
+            if (step is ProtocolStep.DecisionLogged or ProtocolStep.AfterMarkerCommit && !closed)
             {
                 closed = true;
                 await broker!.CloseAllConnectionsAsync("test: forced close before publishing");
@@ -166,7 +166,7 @@ public sealed class PublishingTests(RabbitMqFixture fixture)
         Task? restart = null;
         await using var world = await MessagingWorld.CreateAsync(fixture, broker, o => o.StepHook = async (step, _, _) =>
         {
-            if (step == ProtocolStep.DecisionLogged && restart is null)
+            if (step is ProtocolStep.DecisionLogged or ProtocolStep.AfterMarkerCommit && restart is null)
             {
                 await broker.StopAsync();
                 restart = Task.Run(async () =>

@@ -59,9 +59,11 @@ public class TransactionCoordinatorOptions
     /// that stores commit markers (<see cref="Participants.ICommitMarkerStore"/>, such as PostgreSQL), that branch is
     /// never prepared: the others are, and then it commits in one phase with a marker row for the transaction — its
     /// <c>COMMIT</c> is the decision, and nothing is forced to the coordinator's log. One PREPARE, one COMMIT PREPARED
-    /// and one log force fewer than two-phase commit. Default <see langword="false"/>.
+    /// and one log force fewer than two-phase commit. Where it does not apply (one branch, no such resource manager, or a
+    /// branch enlisted before it) the transaction runs two-phase commit with a logged decision. Default
+    /// <see langword="true"/>; <see langword="false"/> always logs the decision.
     /// </summary>
-    public bool LastResourceCommit { get; set; }
+    public bool LastResourceCommit { get; set; } = true;
 
     /// <summary>Test hook: called at every named protocol step (the crash tests kill the process there).</summary>
     internal Func<ProtocolStep, GlobalTransactionId, int, ValueTask>? StepHook { get; set; }

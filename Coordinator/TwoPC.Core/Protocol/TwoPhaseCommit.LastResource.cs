@@ -208,7 +208,7 @@ internal sealed partial class TwoPhaseCommit
         if (yes.Count == 0)
         {
             // Every other branch was read-only: the last resource alone commits, in one phase, without a marker.
-            return await CommitOnePhaseAsync(tx, last, started).ConfigureAwait(false);
+            return await CommitOnePhaseAsync(tx, last, started, reports, lastIndex).ConfigureAwait(false);
         }
 
         if (time.GetUtcNow() >= tx.Deadline)

@@ -329,7 +329,11 @@ internal sealed partial class TwoPhaseCommit(
         }
     }
 
-    private async Task<TransactionOutcome> CommitOnePhaseAsync(GlobalTransaction tx, EnlistedBranch branch, long started)
+    /// <summary>
+    /// Commits <paramref name="branch"/> in one phase. <paramref name="others"/>: the reports of the transaction's other
+    /// branches (read-only votes, when a last resource is left alone), with the slot <paramref name="at"/> for this one.
+    /// </summary>
+    private async Task<TransactionOutcome> CommitOnePhaseAsync(GlobalTransaction tx, EnlistedBranch branch, long started, BranchReport[]? others = null, int at = 0)
     {
         logger.OnePhase(tx.Id);
         using var activity = TwoPCTelemetry.ActivitySource.StartActivity("twopc.branch.commit_one_phase", ActivityKind.Client);
@@ -348,7 +352,7 @@ internal sealed partial class TwoPhaseCommit(
             logger.OnePhaseFailed(ex, tx.Id, branch.Xid, branch.ResourceManager.Name);
             activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
             var hazard = new BranchReport(branch.ResourceManager.Name, branch.Xid, null, BranchOutcome.Unknown);
-            var result = await RecordHeuristicAsync(tx.Id, OutcomeKind.HeuristicHazard, $"one-phase commit of {branch.Xid} failed, outcome unknown: {ex.Message}", [hazard], started).ConfigureAwait(false);
+            var result = await RecordHeuristicAsync(tx.Id, OutcomeKind.HeuristicHazard, $"one-phase commit of {branch.Xid} failed, outcome unknown: {ex.Message}", With(hazard), started).ConfigureAwait(false);
             tx.SetState(TransactionState.Heuristic);
             return result;
         }
@@ -357,14 +361,25 @@ internal sealed partial class TwoPhaseCommit(
         switch (outcome)
         {
             case BranchOutcome.Committed:
-                return Finish(tx, OutcomeKind.Committed, null, [report], started);
+                return Finish(tx, OutcomeKind.Committed, null, With(report), started);
             case BranchOutcome.RolledBack:
-                return Finish(tx, OutcomeKind.RolledBack, $"branch {branch.Xid} ({branch.ResourceManager.Name}) rolled back in its one-phase commit", [report], started);
+                return Finish(tx, OutcomeKind.RolledBack, $"branch {branch.Xid} ({branch.ResourceManager.Name}) rolled back in its one-phase commit", With(report), started);
             default:
                 var kind = outcome == BranchOutcome.Mixed ? OutcomeKind.HeuristicMixed : OutcomeKind.HeuristicHazard;
-                var result = await RecordHeuristicAsync(tx.Id, kind, $"one-phase commit of {branch.Xid} answered {outcome}", [report], started).ConfigureAwait(false);
+                var result = await RecordHeuristicAsync(tx.Id, kind, $"one-phase commit of {branch.Xid} answered {outcome}", With(report), started).ConfigureAwait(false);
                 tx.SetState(TransactionState.Heuristic);
                 return result;
+        }
+
+        BranchReport[] With(BranchReport report)
+        {
+            if (others is null)
+            {
+                return [report];
+            }
+
+            others[at] = report;
+            return others;
         }
     }
 

@@ -62,7 +62,9 @@ public sealed class LastResourceProtocolTests
         var log = new InMemoryTransactionLog();
         var store = new InMemoryMarkerStore("orders");
         var other = new ScriptedResourceManager("payments");
-        await using var coordinator = await CoordinatorFixture.StartAsync(CoordinatorFixture.Options(), log, store, other);
+        var options = CoordinatorFixture.Options();
+        options.LastResourceCommit = false;
+        await using var coordinator = await CoordinatorFixture.StartAsync(options, log, store, other);
         var tx = coordinator.Begin();
         await tx.EnlistForAsync(store, store.BeginAsync);
         tx.Enlist(other.CreateBranch);
