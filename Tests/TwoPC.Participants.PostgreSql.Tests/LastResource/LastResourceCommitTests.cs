@@ -57,6 +57,27 @@ public sealed class LastResourceCommitTests(PostgresFixture fixture)
         Assert.Equal(warningsBefore, NoTransactionWarnings());
     }
 
+    [Fact]
+    public async Task A_last_resource_whose_other_branch_read_nothing_commits_alone_and_reports_both_branches()
+    {
+        await using var dbs = await LastResourceDatabases.CreateAsync(fixture);
+        var coordinator = await dbs.StartCoordinatorAsync();
+        var tx = coordinator.Begin();
+        var a = await dbs.A.Rm.EnlistAsync(tx);
+        await a.Connection.ExecuteAsync("UPDATE items SET value = value + 1 WHERE id = 1", transaction: a.Transaction);
+        var b = await dbs.B.Rm.EnlistAsync(tx);
+        Assert.Equal(0, await b.Connection.ExecuteScalarAsync<int>("SELECT value FROM items WHERE id = 1", transaction: b.Transaction));
+
+        var outcome = await tx.CommitAsync();
+
+        Assert.Equal(OutcomeKind.Committed, outcome.Kind);
+        Assert.Equal(2, outcome.Branches.Count);
+        Assert.Equal((null, Participants.BranchOutcome.Committed), (outcome.Branches[0].Vote, outcome.Branches[0].Outcome));
+        Assert.Equal(Participants.VoteKind.ReadOnly, outcome.Branches[1].Vote);
+        Assert.Equal((1, 0), await dbs.ValuesAsync());
+        Assert.Null(await dbs.A.MarkerAsync(tx.Id)); // alone, its one-phase commit needs no marker
+    }
+
     private int NoTransactionWarnings()
     {
         using var stream = new FileStream(fixture.Server.LogFile, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
