@@ -125,6 +125,31 @@ public static class PostgresBenchmark
                 $"| {c} | {t.PerSecond:N0} | {t.P50:F2} | {t.P99:F2} | {l.PerSecond:N0} | {l.P50:F2} | {l.P99:F2} | {sl.PerSecond:N0} | {sl.P50:F2} | {r.PerSecond:N0} | {r.P50:F2} | {r.P99:F2} | {o.PerSecond:N0} | {o.P50:F2} | {o.P99:F2} | {t.PerSecond / r.PerSecond:F2} | {t.PerSecond / o.PerSecond:F2} | {l.PerSecond / r.PerSecond:F2} | {l.PerSecond / o.PerSecond:F2} | {t.PerSecond / sl.PerSecond:F2} |"));
         }
 
+        // Where the time goes at 32 concurrent: CPU per transaction on each side (the machine has 2 cores for both).
+        var meter = new CpuMeter(server.DataDirectory);
+        table.AppendLine();
+        table.AppendLine("CPU per transaction at 32 concurrent (one more cell per variant; client = this process: coordinator, Npgsql, load loop; server = the PostgreSQL server's processes), and how busy the machine's cores were:");
+        table.AppendLine();
+        table.AppendLine("| variant | tx/s | client CPU ms/tx | server CPU ms/tx | total CPU ms/tx | cores busy |");
+        table.AppendLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var (name, variant) in new[] { ("TwoPC", twoPCTransaction), ("TwoPC-LRC", lastResourceTransaction), ("raw 2PC", rawTransaction), ("two one-phase commits", onePhaseTransactions) })
+        {
+            long count = 0;
+            var before = meter.Read();
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var measured = await Load.RunAsync(32, duration, async () =>
+            {
+                await variant();
+                Interlocked.Increment(ref count);
+            });
+            var wall = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            var after = meter.Read();
+            var client = (after.Client - before.Client).TotalMilliseconds / count;
+            var serverCpu = (after.Server - before.Server).TotalMilliseconds / count;
+            var busy = ((after.Client - before.Client) + (after.Server - before.Server)) / (wall * Environment.ProcessorCount);
+            table.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {measured.PerSecond:N0} | {client:F3} | {serverCpu:F3} | {client + serverCpu:F3} | {busy:P0} |"));
+        }
+
         Console.WriteLine();
         Console.WriteLine(table);
         var at32 = rows.Single(r => r.Concurrency == 32);
