@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using TwoPC.Diagnostics;
+using TwoPC.Durability;
 using TwoPC.Participants;
 using TwoPC.Recovery;
 using TwoPC.Transactions;
@@ -93,6 +94,39 @@ internal sealed partial class ForcedResolution
 
         var decision = TwoPhaseCommit.DecodePayload(read[0].Payload.Span);
         return decision.Branches.FirstOrDefault(b => b.Xid == xid && string.Equals(b.ResourceManager, name, StringComparison.Ordinal))?.RecoveryData ?? default;
+    }
+
+    /// <summary>
+    /// The commit-markable resource managers holding the marker of <paramref name="record"/>'s transaction, found from
+    /// its branches' XIDs; none for a transaction of the present protocol.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">An XID names a last resource that is not registered.</exception>
+    private List<ICommitMarkerStore> MarkerStoresOf(HeuristicRecord record)
+    {
+        var stores = new List<ICommitMarkerStore>();
+        foreach (var hash in record.Branches.Select(b => LastResourceXid.TryGetHash(b.Xid, out var h) ? h : (uint?)null).OfType<uint>().Distinct())
+        {
+            var found = StoresHashingTo(hash);
+            if (found.Count == 0)
+            {
+                throw new InvalidOperationException(
+                    $"Transaction {record.TransactionId} was a last-resource transaction: its commit marker is in the last resource its branches' XIDs name (name hash {hash:x8}), and no registered commit-markable resource manager has that name. Register it so forgetting the heuristic outcome also deletes the marker (recovery would re-drive the transaction from it otherwise); nothing was done.");
+            }
+
+            stores.AddRange(found);
+        }
+
+        return stores;
+    }
+
+    /// <summary>Deletes the committed marker of <paramref name="id"/> in each of <paramref name="stores"/> (no marker there is fine).</summary>
+    private async Task DeleteMarkerAsync(GlobalTransactionId id, List<ICommitMarkerStore> stores, CancellationToken cancellationToken)
+    {
+        foreach (var store in stores)
+        {
+            await store.DeleteMarkersAsync([id], cancellationToken).ConfigureAwait(false);
+            logger.MarkersDeleted(1, ((IResourceManager)store).Name);
+        }
     }
 
     private List<ICommitMarkerStore> StoresHashingTo(uint hash) =>

@@ -122,16 +122,23 @@ internal sealed partial class ForcedResolution(
     }
 
     /// <summary>
-    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append END, and drop
-    /// the record. <see langword="false"/> when no heuristic is on record for the transaction.
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, delete the transaction's
+    /// commit marker when it was a last-resource transaction (else recovery's marker scan would re-drive it once the
+    /// record is gone), append END, and drop the record. <see langword="false"/> when no heuristic is on record for the
+    /// transaction. Runs while no recovery pass runs, so a pass never sees the marker without the record.
     /// </summary>
-    public async Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken)
+    /// <exception cref="InvalidOperationException">A branch's XID names a last resource that is not registered: its marker cannot be deleted (nothing was done).</exception>
+    public Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken) =>
+        recovery.ExclusiveAsync(() => ForgetHeuristicCoreAsync(transactionId, cancellationToken), cancellationToken);
+
+    private async Task<bool> ForgetHeuristicCoreAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken)
     {
         if (!table.TryGetHeuristic(transactionId, out var record))
         {
             return false;
         }
 
+        var markerStores = MarkerStoresOf(record);
         foreach (var branch in record.Branches)
         {
             if (resourceManagers.Find(branch.ResourceManager) is { } rm)
@@ -140,6 +147,7 @@ internal sealed partial class ForcedResolution(
             }
         }
 
+        await DeleteMarkerAsync(transactionId, markerStores, cancellationToken).ConfigureAwait(false);
         log.LogEnd(transactionId);
         table.RemoveHeuristic(transactionId);
         logger.HeuristicForgotten(transactionId);

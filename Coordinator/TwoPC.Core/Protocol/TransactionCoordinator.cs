@@ -250,10 +250,11 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
     }
 
     /// <summary>
-    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append
-    /// END, and drop the record.
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, delete the commit marker
+    /// of a last-resource transaction, append END, and drop the record.
     /// </summary>
     /// <returns><see langword="false"/> when no heuristic is on record for the transaction.</returns>
+    /// <exception cref="InvalidOperationException">The transaction's marker is in a last resource that is not registered (the record stays).</exception>
     public Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken = default) =>
         _forced.ForgetHeuristicAsync(transactionId, cancellationToken);
 

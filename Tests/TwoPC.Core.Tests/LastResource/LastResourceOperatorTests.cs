@@ -138,6 +138,83 @@ public sealed class LastResourceOperatorTests
         Assert.Equal(OutcomeKind.Committed, (await tx.CommitAsync()).Kind);
     }
 
+    [Fact]
+    public async Task A_heuristic_on_record_keeps_its_marker_and_recovery_never_redrives_it_even_after_a_restart()
+    {
+        var log = new InMemoryTransactionLog();
+        var store = new InMemoryMarkerStore("orders");
+        var payments = new ScriptedResourceManager("payments") { CommitAnswer = BranchOutcome.RolledBack };
+        var coordinator = await StartAsync(WithLastResource(), log, store, payments);
+        var id = await CommitHeuristicAsync(coordinator, store, payments);
+        await coordinator.RecoverAsync();
+        await coordinator.StopAsync(); // waits for anything recovery re-drove
+        await coordinator.DisposeAsync();
+
+        var restarted = await StartAsync(WithLastResource(), log, store, payments);
+        await restarted.RecoverAsync();
+        await restarted.StopAsync();
+        await restarted.DisposeAsync();
+
+        Assert.Equal(1, payments.Calls.Count(c => c.StartsWith("commit", StringComparison.Ordinal)));
+        Assert.Single(log.Records, r => r == "heuristic " + id);
+        Assert.Equal(MarkerState.Committed, store.Markers[id.ToString()].State); // the operator owns it
+    }
+
+    [Fact]
+    public async Task Forgetting_a_heuristic_deletes_its_marker_so_recovery_does_not_drive_it_again()
+    {
+        var log = new InMemoryTransactionLog();
+        var store = new InMemoryMarkerStore("orders");
+        var payments = new ScriptedResourceManager("payments") { CommitAnswer = BranchOutcome.RolledBack };
+        var coordinator = await StartAsync(WithLastResource(), log, store, payments);
+        var id = await CommitHeuristicAsync(coordinator, store, payments);
+
+        Assert.True(await coordinator.ForgetHeuristicAsync(id));
+
+        Assert.False(store.Markers.ContainsKey(id.ToString()));
+        Assert.Empty(coordinator.GetHeuristics());
+        await coordinator.RecoverAsync();
+        await coordinator.StopAsync();
+        await coordinator.DisposeAsync();
+        Assert.Equal(1, payments.Calls.Count(c => c.StartsWith("commit", StringComparison.Ordinal)));
+        Assert.Single(log.Records, r => r == "heuristic " + id);
+        Assert.Contains("end " + id, log.Records);
+        Assert.Empty(log.Heuristics);
+    }
+
+    [Fact]
+    public async Task Forgetting_a_heuristic_whose_last_resource_is_not_registered_is_refused_and_keeps_the_record()
+    {
+        var log = new InMemoryTransactionLog();
+        var id = new GlobalTransactionId(Node, 0, 8);
+        var xid = LastResourceXid.ForBranch(id, 2, LastResourceXid.Hash("ledger"));
+        await log.OpenAsync(default);
+        await log.LogHeuristicAsync(new HeuristicRecord(id, DateTimeOffset.UnixEpoch, OutcomeKind.HeuristicRollback, "seeded", [new HeuristicBranch("payments", xid, BranchOutcome.RolledBack)]));
+        await log.DisposeAsync(); // seeded by hand: closed, as a stopped coordinator leaves it
+        var payments = new ScriptedResourceManager("payments");
+        await using var coordinator = await StartAsync(WithLastResource(), log, new InMemoryMarkerStore("orders"), payments);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => coordinator.ForgetHeuristicAsync(id));
+
+        Assert.Contains("no registered commit-markable resource manager has that name", error.Message, StringComparison.Ordinal);
+        Assert.Single(coordinator.GetHeuristics());
+        Assert.DoesNotContain(payments.Calls, c => c.StartsWith("forget", StringComparison.Ordinal));
+        Assert.DoesNotContain("end " + id, log.Records);
+    }
+
+    /// <summary>A last-resource transaction whose prepared branch answers rolled back after the marker committed: a heuristic.</summary>
+    private static async Task<GlobalTransactionId> CommitHeuristicAsync(TransactionCoordinator coordinator, InMemoryMarkerStore store, ScriptedResourceManager payments)
+    {
+        var tx = coordinator.Begin();
+        await tx.EnlistForAsync(store, store.BeginAsync);
+        tx.Enlist(payments.CreateBranch);
+        var outcome = await tx.CommitAsync();
+        Assert.True(outcome.IsHeuristic, outcome.ToString());
+        Assert.Equal(1, store.MarkerCommits);
+        Assert.Equal(MarkerState.Committed, store.Markers[tx.Id.ToString()].State); // released, not deleted
+        return tx.Id;
+    }
+
     private static ReadOnlyMemory<byte> Payload(GlobalTransactionId id, Xid xid, string recoveryData) =>
         TwoPhaseCommit.EncodePayload(new CommitDecision(id, DateTimeOffset.UnixEpoch, [new LoggedBranch("payments", xid, Encoding.UTF8.GetBytes(recoveryData))]));
 
