@@ -31,8 +31,8 @@ namespace TwoPC.Protocol;
 /// <item>No record, this node's id: rollback allowed (presumed abort says it did not commit); commit only with the
 /// explicit override, because it contradicts presumed abort. An id this coordinator has not handed out yet is refused.</item>
 /// </list>
-/// A branch of another node's transaction that this coordinator has no record of (or not a TwoPC XID) is not this
-/// coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
+/// A branch of another node's transaction that this coordinator has no record of, and whose XID names no last resource
+/// (or not a TwoPC XID), is not this coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
 /// resource manager must reach the branch by other means or fail; it never reports an outcome it did not get from the
 /// resource. Forced actions never run during a recovery pass, are logged and counted. Forgetting a heuristic outcome,
 /// the operator's other hand resolution, is here too.
