@@ -10,7 +10,8 @@ namespace TwoPC.Protocol;
 /// The commit markers this process is driving, and the deletion of finished ones in batches, off the hot path.
 /// A marker is tracked from the moment its phase 2 starts (in the normal path or re-driven by recovery) until it is
 /// released; recovery's marker scan skips tracked markers. Released after every branch acknowledged → queued for
-/// deletion; otherwise (a heuristic outcome, a shutdown) it stays, and a later scan finds it again.
+/// deletion; otherwise it stays: after a shutdown a later scan finds it and re-drives it; after a heuristic outcome the
+/// scan skips it while the heuristic is on record (the operator owns it), and forgetting the heuristic deletes it.
 /// </summary>
 internal sealed class CommitMarkerJanitor(LastResourceMetrics metrics, ILogger logger)
 {

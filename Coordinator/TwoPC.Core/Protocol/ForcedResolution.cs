@@ -23,16 +23,21 @@ namespace TwoPC.Protocol;
 /// <item>Heuristic: <c>HeuristicCommit</c> follows a rollback decision, so commit is refused; every other kind may
 /// follow a commit decision, so rollback is refused. The call carries the branch's recovery data from the heuristic
 /// record.</item>
+/// <item>No record, and the XID names a last resource (<see cref="LastResourceXid"/>, any node's id): the decision of a
+/// last-resource transaction is the commit marker in that resource, not a record here, so the transaction is fenced
+/// there first (idempotent and final). <c>'C'</c>: rollback refused; commit allowed, with the branch's recovery data from
+/// the marker's payload. <c>'A'</c>: rollback allowed; commit refused, even with the override (the fence is a recorded
+/// abort). The last resource not registered: both refused; the fence failing: both fail. Never a guess.</item>
 /// <item>No record, this node's id: rollback allowed (presumed abort says it did not commit); commit only with the
 /// explicit override, because it contradicts presumed abort. An id this coordinator has not handed out yet is refused.</item>
 /// </list>
-/// A branch of another node's transaction that this coordinator has no record of (or not a TwoPC XID) is not this
-/// coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
+/// A branch of another node's transaction that this coordinator has no record of, and whose XID names no last resource
+/// (or not a TwoPC XID), is not this coordinator's to judge: both actions are allowed and the operator answers for them. Without recovery data the
 /// resource manager must reach the branch by other means or fail; it never reports an outcome it did not get from the
 /// resource. Forced actions never run during a recovery pass, are logged and counted. Forgetting a heuristic outcome,
 /// the operator's other hand resolution, is here too.
 /// </remarks>
-internal sealed class ForcedResolution(
+internal sealed partial class ForcedResolution(
     TransactionIdAllocator ids,
     CoordinatorStatus status,
     ResourceManagerRegistry resourceManagers,
@@ -42,6 +47,8 @@ internal sealed class ForcedResolution(
     RecoveryManager recovery,
     CoordinatorMetrics metrics,
     ILogger logger,
+    TimeSpan fenceTimeout,
+    TimeProvider time,
     CancellationToken stopping)
 {
     /// <summary>
@@ -66,7 +73,20 @@ internal sealed class ForcedResolution(
                 $"No resource manager {shown} is registered with the coordinator (and the resolver supplied none)."), null);
         }
 
-        var refusal = Check(action, name, xid, overridePresumedAbort, out var recoveryData, out var known);
+        var refusal = Check(action, name, xid, overridePresumedAbort, out var recoveryData, out var known, out var fence);
+        if (refusal is null && fence is { } marker)
+        {
+            // No record here, and the decision lives in a last resource's marker table: the fence there decides.
+            var verdict = await FenceAsync(action, name, xid, marker.Id, marker.Hash, cancellationToken).ConfigureAwait(false);
+            if (verdict.FailureMessage is not null)
+            {
+                return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Failed, null, verdict.FailureMessage), verdict.Error);
+            }
+
+            refusal = verdict.Refusal;
+            recoveryData = verdict.RecoveryData;
+        }
+
         if (refusal is not null)
         {
             return Report(new ForcedBranchResult(action, name, xid, ForcedBranchStatus.Refused, null, refusal), null);
@@ -102,16 +122,23 @@ internal sealed class ForcedResolution(
     }
 
     /// <summary>
-    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append END, and drop
-    /// the record. <see langword="false"/> when no heuristic is on record for the transaction.
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, delete the transaction's
+    /// commit marker when it was a last-resource transaction (else recovery's marker scan would re-drive it once the
+    /// record is gone), append END, and drop the record. <see langword="false"/> when no heuristic is on record for the
+    /// transaction. Runs while no recovery pass runs, so a pass never sees the marker without the record.
     /// </summary>
-    public async Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken)
+    /// <exception cref="InvalidOperationException">A branch's XID names a last resource that is not registered: its marker cannot be deleted (nothing was done).</exception>
+    public Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken) =>
+        recovery.ExclusiveAsync(() => ForgetHeuristicCoreAsync(transactionId, cancellationToken), cancellationToken);
+
+    private async Task<bool> ForgetHeuristicCoreAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken)
     {
         if (!table.TryGetHeuristic(transactionId, out var record))
         {
             return false;
         }
 
+        var markerStores = MarkerStoresOf(record);
         foreach (var branch in record.Branches)
         {
             if (resourceManagers.Find(branch.ResourceManager) is { } rm)
@@ -120,6 +147,7 @@ internal sealed class ForcedResolution(
             }
         }
 
+        await DeleteMarkerAsync(transactionId, markerStores, cancellationToken).ConfigureAwait(false);
         log.LogEnd(transactionId);
         table.RemoveHeuristic(transactionId);
         logger.HeuristicForgotten(transactionId);
@@ -127,10 +155,13 @@ internal sealed class ForcedResolution(
     }
 
     /// <summary>Applies the safety rules; returns why the action is refused, or <see langword="null"/> when it may go ahead.</summary>
-    private string? Check(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, out ReadOnlyMemory<byte> recoveryData, out BranchOutcome? known)
+    /// <remarks><paramref name="fence"/> is set (and <see langword="null"/> returned) when there is no record here and the
+    /// XID names a last resource: the caller fences the transaction there and applies the rule to what it reads.</remarks>
+    private string? Check(ForcedAction action, string name, Xid xid, bool overridePresumedAbort, out ReadOnlyMemory<byte> recoveryData, out BranchOutcome? known, out (GlobalTransactionId Id, uint Hash)? fence)
     {
         recoveryData = ReadOnlyMemory<byte>.Empty;
         known = null;
+        fence = null;
         var commit = action == ForcedAction.Commit;
         if (xid.TryGetGlobalTransactionId() is not { } id)
         {
@@ -201,6 +232,13 @@ internal sealed class ForcedResolution(
 
                 return commit ? null : $"Transaction {id} ended {kind} after a commit decision may have been taken; a forced rollback would contradict it.";
             default:
+                if (LastResourceXid.TryGetHash(xid, out var hash))
+                {
+                    // Checked after every record above: a transaction this process drives, or has a record of, is judged by it.
+                    fence = (id, hash);
+                    return null;
+                }
+
                 if (!ours)
                 {
                     return null; // Another node's transaction this coordinator knows nothing of: the operator answers for it.

@@ -77,7 +77,7 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
             LastResource = new LastResourceRecovery((store, decision) => _protocol.TryRedriveMarker(store, decision, _resourceManagers.Find), lastResourceMetrics, options.StepHook),
         };
         _status = new CoordinatorStatus(_table, _recovery, Time);
-        _forced = new ForcedResolution(_ids, _status, _resourceManagers, log, _table, _calls, _recovery, _metrics, _logger, _stopping.Token);
+        _forced = new ForcedResolution(_ids, _status, _resourceManagers, log, _table, _calls, _recovery, _metrics, _logger, options.BranchCallTimeout, Time, _stopping.Token);
         _completions = new TransactionCompletions(_protocol, _table, _resourceManagers, Time) { LastResourceCommit = options.LastResourceCommit };
         foreach (var rm in resourceManagers ?? [])
         {
@@ -217,7 +217,9 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
     /// An operator commits one in-doubt branch by hand, through its resource manager (with the recovery data of the
     /// logged decision when there is one). Refused when it would contradict this coordinator: the transaction is live
     /// here or known rolled back; a transaction of this node with no record at all needs <paramref name="overridePresumedAbort"/>
-    /// (presumed abort says it did not commit). Logged and counted (<c>twopc.branches.forced</c>).
+    /// (presumed abort says it did not commit). A branch of a last-resource transaction with no record here is judged by
+    /// its commit marker: the transaction is fenced in its last resource first, and the commit is refused unless the
+    /// marker says committed (the override does not apply). Logged and counted (<c>twopc.branches.forced</c>).
     /// </summary>
     /// <param name="resourceManager">The registered name of the branch's resource manager (the resolver is asked for an unknown name).</param>
     /// <param name="xid">The branch.</param>
@@ -233,7 +235,9 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
     /// <summary>
     /// An operator rolls back one in-doubt branch by hand, through its resource manager. Refused when the branch's
     /// transaction has a commit decision on record here (logged, committing or committed) or is still live; allowed
-    /// for a transaction of this node with no record (presumed abort). Logged and counted (<c>twopc.branches.forced</c>).
+    /// for a transaction of this node with no record (presumed abort). A branch of a last-resource transaction with no
+    /// record here is judged by its commit marker: the transaction is fenced in its last resource first, and the rollback
+    /// is refused when the marker says committed. Logged and counted (<c>twopc.branches.forced</c>).
     /// </summary>
     /// <param name="resourceManager">The registered name of the branch's resource manager (the resolver is asked for an unknown name).</param>
     /// <param name="xid">The branch.</param>
@@ -246,10 +250,11 @@ public sealed partial class TransactionCoordinator : IAsyncDisposable
     }
 
     /// <summary>
-    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, append
-    /// END, and drop the record.
+    /// An operator has dealt with a heuristic outcome: tell each resource to forget the branch, delete the commit marker
+    /// of a last-resource transaction, append END, and drop the record.
     /// </summary>
     /// <returns><see langword="false"/> when no heuristic is on record for the transaction.</returns>
+    /// <exception cref="InvalidOperationException">The transaction's marker is in a last resource that is not registered (the record stays).</exception>
     public Task<bool> ForgetHeuristicAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken = default) =>
         _forced.ForgetHeuristicAsync(transactionId, cancellationToken);
 

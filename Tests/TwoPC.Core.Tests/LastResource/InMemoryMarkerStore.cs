@@ -46,8 +46,13 @@ internal sealed class InMemoryMarkerStore(string name) : IResourceManager, IComm
         return ValueTask.FromResult(MarkerCommitOutcome.Success);
     }
 
+    /// <summary>When set, every fence throws it (the database cannot be reached).</summary>
+    public Exception? FenceFailure { get; set; }
+
     public ValueTask<MarkerState> FenceAsync(GlobalTransactionId transactionId, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(_markers.GetOrAdd(transactionId.ToString(), (MarkerState.Aborted, [])).State);
+        FenceFailure is { } failure
+            ? ValueTask.FromException<MarkerState>(failure)
+            : ValueTask.FromResult(_markers.GetOrAdd(transactionId.ToString(), (MarkerState.Aborted, [])).State);
 
     public ValueTask<IReadOnlyList<CommitMarker>> ReadCommittedMarkersAsync(string? after, int maxCount, CancellationToken cancellationToken) =>
         ValueTask.FromResult<IReadOnlyList<CommitMarker>>([.. _markers
