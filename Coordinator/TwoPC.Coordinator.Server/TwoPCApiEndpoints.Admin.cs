@@ -32,7 +32,18 @@ public static partial class TwoPCApiEndpoints
         }
 
         var logger = AdminLogger(loggers);
-        if (await registry.Coordinator.ForgetHeuristicAsync(txId, cancellationToken))
+        bool forgotten;
+        try
+        {
+            forgotten = await registry.Coordinator.ForgetHeuristicAsync(txId, cancellationToken);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Its commit marker lives in a last resource this coordinator does not have: nothing was done, the record stays.
+            return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot forget yet", detail: ex.Message);
+        }
+
+        if (forgotten)
         {
             Log.AdminForgotHeuristic(logger, txId);
             return Results.NoContent();
