@@ -80,6 +80,20 @@ internal static class Bank
         return rows.ToDictionary(r => r.Id, r => r.Count, StringComparer.Ordinal);
     }
 
+    /// <summary>The last-resource commit markers in this database (TwoPC's <c>twopc.commit_markers</c>, created at the first marker commit or fence): whether the table exists, and its 'C' and 'A' rows.</summary>
+    public static async Task<(bool Exists, long Committed, long Aborted)> MarkersAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition("SELECT to_regclass('twopc.commit_markers') IS NOT NULL", cancellationToken: cancellationToken)))
+        {
+            return (false, 0, 0);
+        }
+
+        var (committed, aborted) = await connection.QuerySingleAsync<(long, long)>(new CommandDefinition(
+            "SELECT count(*) FILTER (WHERE state = 'C'), count(*) FILTER (WHERE state = 'A') FROM twopc.commit_markers", cancellationToken: cancellationToken));
+        return (true, committed, aborted);
+    }
+
     /// <summary>The prepared transactions left in this database (any gid: the checker's database should have none).</summary>
     public static async Task<IReadOnlyList<string>> PreparedAsync(string connectionString, CancellationToken cancellationToken)
     {

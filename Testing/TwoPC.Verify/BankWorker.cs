@@ -39,6 +39,11 @@ internal sealed class BankWorker(WorkerSettings settings)
             // Prepared branches with no decision are rolled back once older than this; it must exceed the transaction timeout.
             ["TwoPC:OrphanSafetyInterval"] = TimeSpan.FromSeconds(settings.TimeoutSeconds * 2 + 2).ToString("c", CultureInfo.InvariantCulture),
         });
+        if (settings.LastResourceCommit is { } lastResourceCommit)
+        {
+            builder.Configuration["TwoPC:LastResourceCommit"] = lastResourceCommit ? "true" : "false";
+        }
+
         builder.Logging.ClearProviders();
         // Logs go to stderr (the checker keeps them in a file): stdout carries only the operation lines.
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
@@ -56,13 +61,14 @@ internal sealed class BankWorker(WorkerSettings settings)
         twoPc.AddRabbitMq("bank-events", settings.Amqp);
 
         using var host = builder.Build();
+        using var lastResource = new LastResourceCounters(Report);
         try
         {
             await host.StartAsync(cancellationToken);
             var coordinator = host.Services.GetRequiredService<TransactionCoordinator>();
             Report($"ready {settings.Incarnation} {SinceStart.ElapsedMilliseconds}");
             return settings.RecoverOnly
-                ? await FinishRecoveryAsync(coordinator, cancellationToken)
+                ? await FinishRecoveryAsync(coordinator, lastResource, cancellationToken)
                 : await TransferAsync(
                     coordinator,
                     [.. banks.Select(host.Services.GetRequiredKeyedService<PostgresResourceManager>)],
@@ -165,7 +171,7 @@ internal sealed class BankWorker(WorkerSettings settings)
         }
     }
 
-    private async Task<int> FinishRecoveryAsync(TransactionCoordinator coordinator, CancellationToken cancellationToken)
+    private async Task<int> FinishRecoveryAsync(TransactionCoordinator coordinator, LastResourceCounters lastResource, CancellationToken cancellationToken)
     {
         // Recovery runs at start and then every second: wait until no decision is left to drive and no branch is prepared.
         var prepared = new List<string>();
@@ -187,6 +193,7 @@ internal sealed class BankWorker(WorkerSettings settings)
         }
 
         var heuristics = coordinator.GetHeuristics();
+        lastResource.ReportNow();
         Report($"recovered {SinceStart.ElapsedMilliseconds} heuristics {heuristics.Count} in-doubt {coordinator.InDoubtBranches} prepared {prepared.Count}");
         foreach (var heuristic in heuristics)
         {
@@ -209,4 +216,5 @@ internal sealed class BankWorker(WorkerSettings settings)
 
 /// <summary>What a worker process is told on its command line.</summary>
 internal sealed record WorkerSettings(
-    IReadOnlyList<string> Databases, Uri Amqp, string LogDirectory, int Seed, int Incarnation, int Concurrency, int Accounts, int TimeoutSeconds, bool RecoverOnly);
+    IReadOnlyList<string> Databases, Uri Amqp, string LogDirectory, int Seed, int Incarnation, int Concurrency, int Accounts, int TimeoutSeconds, bool RecoverOnly,
+    bool? LastResourceCommit);

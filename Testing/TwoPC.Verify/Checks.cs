@@ -91,7 +91,26 @@ internal static class Checks
         checks.Add(new("no heuristic outcome", final.Heuristics == 0 && !operations.Values.Any(o => o.Outcome?.StartsWith("Heuristic", StringComparison.Ordinal) == true),
             $"{final.Heuristics} heuristic records after recovery, {operations.Values.Count(o => o.Outcome?.StartsWith("Heuristic", StringComparison.Ordinal) == true)} heuristic outcomes seen"));
         checks.Add(new("recovery finished in time", final.RecoveryFinished, final.RecoveryFinished ? $"in {final.RecoveryMilliseconds} ms" : "recovery did not finish within its bound"));
+        checks.Add(await CommitPathAsync(settings, history, cancellationToken));
         return checks;
+    }
+
+    /// <summary>
+    /// The run tested the commit path it claims: with the last-resource commit on, decisions were marker commits in the
+    /// first database (the last resource: every transfer enlists it first) and none was forced to the coordinator's log;
+    /// off, the reverse. Counted by the workers' coordinators (<see cref="LastResourceCounters"/>); the marker table of
+    /// the first database is reported beside.
+    /// </summary>
+    private static async Task<Check> CommitPathAsync(RunSettings settings, History history, CancellationToken cancellationToken)
+    {
+        var paths = history.Paths;
+        var (exists, committedMarkers, abortedMarkers) = await Bank.MarkersAsync(settings.Databases[0], cancellationToken);
+        var holds = settings.LastResourceCommitOn
+            ? paths.MarkerCommits > 0 && paths.LogDecisions == 0
+            : paths.MarkerCommits == 0 && paths.LogDecisions > 0;
+        return new($"commit path: last-resource commit {settings.LastResourceCommitText}", holds, string.Create(CultureInfo.InvariantCulture,
+            $"{paths.MarkerCommits} marker commits, {paths.LogDecisions} decisions forced to the log, for {paths.Committed} committed (workers' metrics); {paths.Fences} fences, {paths.MarkersRedriven} markers re-driven; " +
+            $"twopc.commit_markers in the first database: {(exists ? $"{committedMarkers} 'C' left, {abortedMarkers} 'A' (fences)" : "absent")}"));
     }
 
     private static string Sample(List<string> ids, string prefix = "") =>

@@ -28,6 +28,7 @@ internal sealed class History(string? file) : IDisposable
 {
     private readonly Lock _sync = new();
     private readonly Dictionary<string, Operation> _operations = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, CommitPaths> _paths = [];
     private readonly StreamWriter? _writer = file is null ? null : new StreamWriter(file, append: false) { AutoFlush = false };
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
@@ -39,6 +40,32 @@ internal sealed class History(string? file) : IDisposable
             {
                 return [.. _operations.Values];
             }
+        }
+    }
+
+    /// <summary>The commit paths the workers reported (<see cref="LastResourceCounters"/>): each incarnation's last line, summed.</summary>
+    public CommitPaths Paths
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _paths.Values.Aggregate(new CommitPaths(0, 0, 0, 0, 0), (a, b) => a + b);
+            }
+        }
+    }
+
+    /// <summary>The run's settings, the first entry of the file.</summary>
+    public void OnStart(RunSettings settings)
+    {
+        lock (_sync)
+        {
+            Write(new
+            {
+                t = _clock.ElapsedMilliseconds,
+                process = "checker",
+                run = new { seed = settings.Seed, seconds = settings.Duration.TotalSeconds, databases = settings.Databases.Count, settings.Accounts, settings.Concurrency, faults = settings.Faults, lastResourceCommit = settings.LastResourceCommitText },
+            });
         }
     }
 
@@ -56,6 +83,9 @@ internal sealed class History(string? file) : IDisposable
                 case ["ok", var op, var outcome, var tx, ..] when _operations.TryGetValue(op, out var operation) && IsOutcome(outcome):
                     operation.Outcome = outcome;
                     operation.TransactionId = tx;
+                    break;
+                case ["metrics", ..] when CommitPaths.TryParse(line, out var paths):
+                    _paths[incarnation] = paths;
                     break;
             }
 
@@ -92,6 +122,37 @@ internal sealed class History(string? file) : IDisposable
     private static bool TryInt(string text, out int value) => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value);
 
     private static bool IsOutcome(string text) => text is "Committed" or "RolledBack" or "HeuristicCommit" or "HeuristicRollback" or "HeuristicMixed" or "HeuristicHazard";
+}
+
+/// <summary>What a worker's coordinator counted (its <c>metrics</c> line): committed transactions and how each decision was made.</summary>
+internal sealed record CommitPaths(long Committed, long LogDecisions, long MarkerCommits, long Fences, long MarkersRedriven)
+{
+    public static CommitPaths operator +(CommitPaths a, CommitPaths b) =>
+        new(a.Committed + b.Committed, a.LogDecisions + b.LogDecisions, a.MarkerCommits + b.MarkerCommits, a.Fences + b.Fences, a.MarkersRedriven + b.MarkersRedriven);
+
+    /// <summary>Parses <c>metrics committed C log-decisions D marker-commits M fences F markers-redriven R</c>.</summary>
+    public static bool TryParse(string line, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out CommitPaths? paths)
+    {
+        paths = null;
+        var p = line.Split(' ');
+        if (p is not ["metrics", "committed", var c, "log-decisions", var d, "marker-commits", var m, "fences", var f, "markers-redriven", var r])
+        {
+            return false;
+        }
+
+        long[] values = new long[5];
+        string[] texts = [c, d, m, f, r];
+        for (var i = 0; i < texts.Length; i++)
+        {
+            if (!long.TryParse(texts[i], NumberStyles.None, CultureInfo.InvariantCulture, out values[i]))
+            {
+                return false;
+            }
+        }
+
+        paths = new CommitPaths(values[0], values[1], values[2], values[3], values[4]);
+        return true;
+    }
 }
 
 /// <summary>One injected fault and, for a process kill, how long the restarted process took to be ready.</summary>

@@ -28,10 +28,12 @@ internal static class Program
         var json = new Option<bool>("--json") { Description = "Write the report as JSON." };
         var historyFile = new Option<string?>("--history") { Description = "Write every operation, line and fault to this file (JSON lines). Default: history.jsonl in the work directory." };
         var requireFaults = new Option<int>("--require-faults") { Description = "Inject at least this many faults: the run goes on past --duration (up to three times it) until they are in, and fails with exit code 2 if they are not, so a short CI run cannot pass without exercising recovery. Default 0." };
+        var lastResourceCommit = new Option<string?>("--last-resource-commit") { Description = "on or off: the workers' TwoPC:LastResourceCommit (on: the first database's COMMIT with a commit marker is the decision, the other database and the broker are prepared). Default: not set, the library's default." };
+        lastResourceCommit.AcceptOnlyFromAmong("on", "off");
         var work = new Option<string?>("--work-dir") { Description = "Where the coordinator log, the history and the processes' logs live. Default: a new temporary directory. (Private servers live where TwoPC.TestServers puts them.)" };
 
         var root = new RootCommand("Jepsen-style bank checker for TwoPC: transfers across PostgreSQL databases and RabbitMQ under SIGKILLs and restarts, then checks all-or-nothing, durability and exactly-once consumption. Exit code 0 = every check holds, 1 = a violation, 2 = the run could not be set up.");
-        foreach (Option option in new Option[] { duration, seed, databases, amqp, faults, interval, concurrency, accounts, json, historyFile, requireFaults, work })
+        foreach (Option option in new Option[] { duration, seed, databases, amqp, faults, interval, concurrency, accounts, json, historyFile, requireFaults, lastResourceCommit, work })
         {
             root.Options.Add(option);
         }
@@ -47,7 +49,7 @@ internal static class Program
 
             return await RunAsync(new RunArguments(parse.GetValue(duration), parse.GetValue(seed) ?? Random.Shared.Next(1, 1_000_000), parse.GetValue(databases) ?? [],
                 parse.GetValue(amqp), parse.GetValue(faults)!, TimeSpan.FromSeconds(min), TimeSpan.FromSeconds(max), parse.GetValue(concurrency), parse.GetValue(accounts),
-                parse.GetValue(json), parse.GetValue(historyFile), parse.GetValue(requireFaults), parse.GetValue(work)), ct);
+                parse.GetValue(json), parse.GetValue(historyFile), parse.GetValue(requireFaults), OnOff(parse.GetValue(lastResourceCommit)), parse.GetValue(work)), ct);
         });
 
         root.Subcommands.Add(WorkerCommand());
@@ -116,10 +118,12 @@ internal static class Program
                 MaxFaultInterval = arguments.MaxInterval,
                 Faults = chosen,
                 MinimumFaults = arguments.RequireFaults,
+                LastResourceCommit = arguments.LastResourceCommit,
             };
             var historyPath = arguments.History ?? Path.Combine(workDirectory, "history.jsonl");
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"running {arguments.Duration} s with seed {arguments.Seed}, faults: {(chosen.Count == 0 ? "none" : string.Join(", ", chosen))}; history: {historyPath}"));
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"running {arguments.Duration} s with seed {arguments.Seed}, faults: {(chosen.Count == 0 ? "none" : string.Join(", ", chosen))}, last-resource commit: {settings.LastResourceCommitText}; history: {historyPath}"));
             using var history = new History(historyPath);
+            history.OnStart(settings);
             var verifier = new Verifier(settings, history, servers, broker, output);
             var (checks, final) = await verifier.RunAsync(cancellationToken);
             var report = new Report(settings, history.Operations, verifier.Faults, verifier.Elapsed, final, checks);
@@ -175,14 +179,16 @@ internal static class Program
         var accounts = new Option<int>("--accounts") { DefaultValueFactory = _ => 16 };
         var timeout = new Option<int>("--timeout") { DefaultValueFactory = _ => 5 };
         var recoverOnly = new Option<bool>("--recover-only");
+        var lastResourceCommit = new Option<string?>("--last-resource-commit");
+        lastResourceCommit.AcceptOnlyFromAmong("on", "off");
         var command = new Command("worker", "The application under test (started by the checker).") { Hidden = true };
-        foreach (Option option in new Option[] { databases, amqp, log, seed, incarnation, concurrency, accounts, timeout, recoverOnly })
+        foreach (Option option in new Option[] { databases, amqp, log, seed, incarnation, concurrency, accounts, timeout, recoverOnly, lastResourceCommit })
         {
             command.Options.Add(option);
         }
 
         command.SetAction((parse, ct) => new BankWorker(new WorkerSettings(parse.GetValue(databases)!, new Uri(parse.GetValue(amqp)!), parse.GetValue(log)!,
-            parse.GetValue(seed), parse.GetValue(incarnation), parse.GetValue(concurrency), parse.GetValue(accounts), parse.GetValue(timeout), parse.GetValue(recoverOnly))).RunAsync(ct));
+            parse.GetValue(seed), parse.GetValue(incarnation), parse.GetValue(concurrency), parse.GetValue(accounts), parse.GetValue(timeout), parse.GetValue(recoverOnly), OnOff(parse.GetValue(lastResourceCommit)))).RunAsync(ct));
         return command;
     }
 
@@ -197,6 +203,9 @@ internal static class Program
         return command;
     }
 
+    /// <summary>"on" → true, "off" → false, not given → null (the library's default).</summary>
+    private static bool? OnOff(string? value) => value is null ? null : value == "on";
+
     private sealed record RunArguments(int Duration, int Seed, string[] Databases, string? Amqp, string Faults, TimeSpan MinInterval, TimeSpan MaxInterval,
-        int Concurrency, int Accounts, bool Json, string? History, int RequireFaults, string? WorkDirectory);
+        int Concurrency, int Accounts, bool Json, string? History, int RequireFaults, bool? LastResourceCommit, string? WorkDirectory);
 }

@@ -20,7 +20,7 @@ internal sealed record Report(RunSettings Settings, IReadOnlyCollection<Operatio
         var restarts = Faults.Where(f => f.Kind == "coordinator" && f.RecoveryMilliseconds is not null).Select(f => f.RecoveryMilliseconds!.Value).Order().ToList();
         var inv = CultureInfo.InvariantCulture;
         output.WriteLine();
-        output.WriteLine(string.Create(inv, $"TwoPC verify: seed {Settings.Seed}, {Elapsed.TotalSeconds:0} s, {Settings.Databases.Count} databases, {Settings.Accounts} accounts, concurrency {Settings.Concurrency}"));
+        output.WriteLine(string.Create(inv, $"TwoPC verify: seed {Settings.Seed}, {Elapsed.TotalSeconds:0} s, {Settings.Databases.Count} databases, {Settings.Accounts} accounts, concurrency {Settings.Concurrency}, last-resource commit {Settings.LastResourceCommitText}"));
         output.WriteLine(string.Create(inv, $"operations   attempted {Operations.Count}, committed {committed}, rolled back {rolledBack} (designed No {Operations.Count(o => o.DesignedToFail)}), unknown {unknown}, heuristic {heuristic}"));
         output.WriteLine(string.Create(inv, $"faults       {Faults.Count}: {string.Join(", ", Faults.GroupBy(f => f.Kind).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}"))}"));
         if (restarts.Count > 0)
@@ -47,6 +47,7 @@ internal sealed record Report(RunSettings Settings, IReadOnlyCollection<Operatio
             databases = Settings.Databases.Count,
             accounts = Settings.Accounts,
             concurrency = Settings.Concurrency,
+            lastResourceCommit = Settings.LastResourceCommitText,
             operations = new
             {
                 attempted = Operations.Count,

@@ -38,6 +38,15 @@ internal sealed record RunSettings
     public int MinimumFaults { get; init; }
 
     public TimeSpan HealTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>The workers' <c>TwoPC:LastResourceCommit</c>; null: not passed, the library's default applies.</summary>
+    public bool? LastResourceCommit { get; init; }
+
+    /// <summary>Whether the workers run the last-resource commit (the option, or the library's default).</summary>
+    public bool LastResourceCommitOn => LastResourceCommit ?? new TwoPC.Hosting.TwoPCOptions().LastResourceCommit;
+
+    /// <summary>"on", "off", or "on (library default)" / "off (library default)".</summary>
+    public string LastResourceCommitText => (LastResourceCommitOn ? "on" : "off") + (LastResourceCommit is null ? " (library default)" : string.Empty);
 }
 
 /// <summary>
@@ -252,6 +261,12 @@ internal sealed class Verifier(RunSettings settings, History history, IReadOnlyL
         if (recoverOnly)
         {
             arguments.Add("--recover-only");
+        }
+
+        if (settings.LastResourceCommit is { } lastResourceCommit)
+        {
+            arguments.Add("--last-resource-commit");
+            arguments.Add(lastResourceCommit ? "on" : "off");
         }
 
         var worker = ChildProcess.Start(arguments, Path.Combine(settings.WorkDirectory, "worker.log"), line =>

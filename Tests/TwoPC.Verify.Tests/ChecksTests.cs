@@ -103,10 +103,40 @@ public sealed class ChecksTests : IAsyncLifetime
         await ExecuteAsync(_databases[1], "ROLLBACK PREPARED 'left-behind'");
     }
 
+    [Theory]
+    [InlineData(true, "metrics committed 3 log-decisions 1 marker-commits 2 fences 0 markers-redriven 0")] // one decision forced to the log
+    [InlineData(true, "metrics committed 3 log-decisions 0 marker-commits 0 fences 0 markers-redriven 0")] // no marker commit at all
+    [InlineData(false, "metrics committed 3 log-decisions 2 marker-commits 1 fences 0 markers-redriven 0")] // off, yet a marker commit
+    public async Task A_run_whose_coordinators_did_not_take_the_configured_commit_path_fails_the_commit_path_check(bool lastResourceCommit, string metrics)
+    {
+        using var history = new History(null);
+        history.OnWorkerLine(2, metrics);
+
+        var checks = await Checks.RunAsync(Settings with { LastResourceCommit = lastResourceCommit }, history, new FinalState(true, 1, 0, 0, 0), CancellationToken.None);
+
+        Assert.Equal([$"commit path: last-resource commit {(lastResourceCommit ? "on" : "off")}"], Failed(checks));
+    }
+
+    [Fact]
+    public void The_commit_paths_are_each_workers_last_metrics_line_summed()
+    {
+        using var history = new History(null);
+        history.OnWorkerLine(1, "metrics committed 1 log-decisions 0 marker-commits 1 fences 0 markers-redriven 0");
+        history.OnWorkerLine(1, "metrics committed 5 log-decisions 0 marker-commits 5 fences 1 markers-redriven 0");
+        history.OnWorkerLine(2, "metrics committed 2 log-decisions 1 marker-commits 1 fences 0 markers-redriven 3");
+        history.OnWorkerLine(2, "metrics committed x log-decisions 1 marker-commits 1 fences 0 markers-redriven 3"); // not a metrics line: ignored
+
+        Assert.Equal(new CommitPaths(Committed: 7, LogDecisions: 1, MarkerCommits: 6, Fences: 1, MarkersRedriven: 3), history.Paths);
+    }
+
     private static string[] Failed(IReadOnlyList<Check> checks) => [.. checks.Where(c => !c.Holds).Select(c => c.Name)];
 
-    private Task<IReadOnlyList<Check>> RunAsync(History history, FinalState? final = null) =>
-        Checks.RunAsync(Settings, history, final ?? new FinalState(true, 1, 0, 0, 0), CancellationToken.None);
+    private Task<IReadOnlyList<Check>> RunAsync(History history, FinalState? final = null)
+    {
+        // The workers' coordinators took the last-resource path, as configured (the commit path check holds).
+        history.OnWorkerLine(1, "metrics committed 1 log-decisions 0 marker-commits 1 fences 0 markers-redriven 0");
+        return Checks.RunAsync(Settings, history, final ?? new FinalState(true, 1, 0, 0, 0), CancellationToken.None);
+    }
 
     private RunSettings Settings => new()
     {
@@ -118,6 +148,7 @@ public sealed class ChecksTests : IAsyncLifetime
         Accounts = 4,
         InitialBalance = 100,
         Faults = [],
+        LastResourceCommit = true,
     };
 
     private static void Invoke(History history, string op, int from, int to, long amount, string? outcome)

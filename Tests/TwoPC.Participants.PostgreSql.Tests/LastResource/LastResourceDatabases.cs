@@ -30,10 +30,13 @@ internal sealed class LastResourceDatabases : IAsyncDisposable
 
     public TransactionCoordinator? Coordinator { get; private set; }
 
-    public static async Task<LastResourceDatabases> CreateAsync(Infrastructure.PostgresFixture fixture, TimeProvider? clock = null)
+    public static Task<LastResourceDatabases> CreateAsync(Infrastructure.PostgresFixture fixture, TimeProvider? clock = null) => CreateAsync(fixture.Server, clock);
+
+    /// <summary>The two databases on <paramref name="server"/> (a test's private server, e.g. one it crashes).</summary>
+    public static async Task<LastResourceDatabases> CreateAsync(TestServers.PostgresServer server, TimeProvider? clock = null)
     {
         _ = NpgsqlListener;
-        return new LastResourceDatabases(await Database.CreateAsync("orders", await fixture.CreateDatabaseAsync(), clock), await Database.CreateAsync("payments", await fixture.CreateDatabaseAsync(), clock));
+        return new LastResourceDatabases(await Database.CreateAsync("orders", await server.CreateDatabaseAsync(), clock), await Database.CreateAsync("payments", await server.CreateDatabaseAsync(), clock));
     }
 
     public async Task<TransactionCoordinator> StartCoordinatorAsync(Action<TransactionCoordinatorOptions>? configure = null, TimeProvider? clock = null)
