@@ -1,5 +1,3 @@
-using Dapper;
-using Npgsql;
 using TwoPC.Testing;
 using Xunit.Abstractions;
 
@@ -28,12 +26,12 @@ public sealed class LastResourceFailoverTests(HaFixture fixture, ITestOutputHelp
         Assert.Equal((1L, 0L), await cluster.SumsAsync());
         Assert.Equal(1, await cluster.PreparedAsync());
         Assert.Equal(0, await cluster.DecisionsAsync(gtrid));
-        Assert.Equal("C", await MarkerAsync(cluster, gtrid));
+        Assert.Equal("C", await CommitMarkerTable.StateAsync(cluster.A, gtrid));
 
         await Eventually.TrueAsync(async () => await cluster.PreparedAsync() == 0, HaCluster.Wait, cluster.Describe);
         Assert.Equal((1L, 1L), await cluster.SumsAsync());
         output.WriteLine("ha-a's last-resource transaction committed by ha-b from its marker");
-        await Eventually.TrueAsync(async () => await MarkerAsync(cluster, gtrid) is null, HaCluster.Wait, cluster.Describe);
+        await Eventually.TrueAsync(async () => await CommitMarkerTable.StateAsync(cluster.A, gtrid) is null, HaCluster.Wait, cluster.Describe);
     }
 
     [Fact]
@@ -53,7 +51,7 @@ public sealed class LastResourceFailoverTests(HaFixture fixture, ITestOutputHelp
             // The taker fences the transaction in A ('A' row) and rolls B's prepared branch back.
             Assert.NotNull(await b.WaitForLineAsync(HaCluster.Wait, "TAKEOVER ha-a"));
             await Eventually.TrueAsync(async () => await cluster.PreparedAsync() == 0, HaCluster.Wait, cluster.Describe);
-            Assert.Equal("A", await MarkerAsync(cluster, gtrid));
+            Assert.Equal("A", await CommitMarkerTable.StateAsync(cluster.A, gtrid));
             Assert.Equal((0L, 0L), await cluster.SumsAsync());
         }
         finally
@@ -69,19 +67,11 @@ public sealed class LastResourceFailoverTests(HaFixture fixture, ITestOutputHelp
             Assert.Equal($"OUTCOME {gtrid} RolledBack", outcome);
             Assert.Equal((0L, 0L), await cluster.SumsAsync());
             Assert.Equal(0, await cluster.PreparedAsync());
-            Assert.Equal("A", await MarkerAsync(cluster, gtrid));
+            Assert.Equal("A", await CommitMarkerTable.StateAsync(cluster.A, gtrid));
         }
         finally
         {
             File.Delete(resume);
         }
-    }
-
-    private static async Task<string?> MarkerAsync(HaCluster cluster, string gtrid)
-    {
-        await using var connection = new NpgsqlConnection(cluster.A);
-        return await connection.ExecuteScalarAsync<bool>("SELECT to_regclass('twopc.commit_markers') IS NOT NULL")
-            ? await connection.ExecuteScalarAsync<string?>("SELECT state FROM twopc.commit_markers WHERE gtrid = @gtrid", new { gtrid })
-            : null;
     }
 }

@@ -18,7 +18,7 @@ internal sealed partial class ForcedResolution
     /// </summary>
     private async Task<FenceVerdict> FenceAsync(ForcedAction action, string name, Xid xid, GlobalTransactionId id, uint hash, CancellationToken cancellationToken)
     {
-        var stores = StoresHashingTo(hash);
+        var stores = resourceManagers.MarkerStoresFor(hash);
         if (stores.Count == 0)
         {
             return FenceVerdict.Refused(
@@ -106,7 +106,7 @@ internal sealed partial class ForcedResolution
         var stores = new List<ICommitMarkerStore>();
         foreach (var hash in record.Branches.Select(b => LastResourceXid.TryGetHash(b.Xid, out var h) ? h : (uint?)null).OfType<uint>().Distinct())
         {
-            var found = StoresHashingTo(hash);
+            var found = resourceManagers.MarkerStoresFor(hash);
             if (found.Count == 0)
             {
                 throw new InvalidOperationException(
@@ -128,9 +128,6 @@ internal sealed partial class ForcedResolution
             logger.MarkersDeleted(1, ((IResourceManager)store).Name);
         }
     }
-
-    private List<ICommitMarkerStore> StoresHashingTo(uint hash) =>
-        [.. resourceManagers.All.Where(r => r is ICommitMarkerStore && LastResourceXid.Hash(r.Name) == hash).Cast<ICommitMarkerStore>()];
 
     private void CountFence(string result) =>
         recovery.LastResource?.Metrics.Fences.Add(1, new KeyValuePair<string, object?>("result", result));

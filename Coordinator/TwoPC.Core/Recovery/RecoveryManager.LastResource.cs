@@ -110,8 +110,7 @@ internal sealed partial class RecoveryManager
             return await RollBackOrphanAsync(rm, xid, age, cancellationToken).ConfigureAwait(false);
         }
 
-        // Normally one store; on a hash collision every candidate is fenced (an 'A' row where the transaction never was is harmless).
-        var stores = resourceManagers.All.Where(r => r is ICommitMarkerStore && LastResourceXid.Hash(r.Name) == hash).ToList();
+        var stores = resourceManagers.MarkerStoresFor(hash);
         if (stores.Count == 0 || LastResource is not { } lastResource)
         {
             logger.LastResourceUnknown(xid, rm.Name);
@@ -121,20 +120,21 @@ internal sealed partial class RecoveryManager
         var committed = false;
         foreach (var candidate in stores)
         {
+            var name = ((IResourceManager)candidate).Name;
             MarkerState state;
             try
             {
-                state = await ((ICommitMarkerStore)candidate).FenceAsync(id, cancellationToken).ConfigureAwait(false);
+                state = await candidate.FenceAsync(id, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 lastResource.Metrics.Fences.Add(1, new KeyValuePair<string, object?>("result", "failed"));
-                logger.FenceFailed(ex, id, candidate.Name);
-                return (InDoubtResolution.Failed, $"fencing its transaction in the last resource {candidate.Name} failed ({ex.Message}); retried next pass");
+                logger.FenceFailed(ex, id, name);
+                return (InDoubtResolution.Failed, $"fencing its transaction in the last resource {name} failed ({ex.Message}); retried next pass");
             }
 
             lastResource.Metrics.Fences.Add(1, new KeyValuePair<string, object?>("result", state == MarkerState.Committed ? "committed" : "aborted"));
-            logger.Fenced(id, candidate.Name, state);
+            logger.Fenced(id, name, state);
             committed |= state == MarkerState.Committed;
         }
 

@@ -30,6 +30,14 @@ internal sealed class ResourceManagerRegistry(ILogger logger)
     /// <summary>The registered (and resolved) resource managers.</summary>
     public IReadOnlyCollection<IResourceManager> All => [.. _byName.Values];
 
+    /// <summary>
+    /// The registered commit-markable resource managers whose name hashes to <paramref name="hash"/> — where a last-resource
+    /// transaction's marker lives when its prepared branches' XIDs carry that hash (<see cref="Protocol.LastResourceXid"/>).
+    /// Normally one; on a hash collision every candidate (fencing one where the transaction never was is harmless).
+    /// </summary>
+    public IReadOnlyList<ICommitMarkerStore> MarkerStoresFor(uint hash) =>
+        [.. _byName.Values.OfType<ICommitMarkerStore>().Where(s => Protocol.LastResourceXid.Hash(((IResourceManager)s).Name) == hash)];
+
     /// <summary>Registers a resource manager under its <see cref="IResourceManager.Name"/>.</summary>
     /// <exception cref="ArgumentException">The name is invalid, or another resource manager has it.</exception>
     public void Register(IResourceManager resourceManager)

@@ -111,10 +111,7 @@ internal sealed class LastResourceCrashRun : IAsyncDisposable
     /// <summary>The marker of the transaction in A ('C', 'A' or null).</summary>
     public async Task<string?> MarkerAsync()
     {
-        await using var c = new NpgsqlConnection(_databases[0]);
-        return await c.ExecuteScalarAsync<bool>("SELECT to_regclass('twopc.commit_markers') IS NOT NULL")
-            ? await c.ExecuteScalarAsync<string?>("SELECT state FROM twopc.commit_markers WHERE gtrid = @gtrid", new { gtrid = _gtrid })
-            : null;
+        return await CommitMarkerTable.StateAsync(_databases[0], _gtrid!);
     }
 
     public async Task AssertAtomicAsync(int expected)

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Dapper;
 using Npgsql;
 using TwoPC.Protocol;
+using TwoPC.Testing;
 using TwoPC.Transactions;
 using TwoPC.Wal;
 
@@ -158,9 +159,7 @@ internal sealed class LastResourceDatabases : IAsyncDisposable
         public async Task<string?> MarkerAsync(GlobalTransactionId id)
         {
             await using var c = await DataSource.OpenConnectionAsync();
-            return await c.ExecuteScalarAsync<bool>("SELECT to_regclass('twopc.commit_markers') IS NOT NULL")
-                ? await c.ExecuteScalarAsync<string?>("SELECT state FROM twopc.commit_markers WHERE gtrid = @gtrid", new { gtrid = id.ToString() })
-                : null;
+            return await CommitMarkerTable.StateAsync(c, id.ToString());
         }
 
         public async Task<long> MarkerCountAsync(string state = "C")
